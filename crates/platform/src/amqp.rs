@@ -1,0 +1,416 @@
+//! RabbitMQ: the connection, the topology, the outbox publisher and the
+//! consumer loop.
+//!
+//! Why it is built this way:
+//! - [`Amqp`] owns one connection and replaces it when it breaks; callers
+//!   ask for a channel each time they need one, so a broker restart heals
+//!   without a process restart.
+//! - [`AmqpPublisher`] publishes persistent, `mandatory` messages on a
+//!   confirm-mode channel and reports success only for messages the broker
+//!   confirmed *and* routed; a returned (unroutable) message is a failure and
+//!   stays in the outbox.
+//! - [`consume`] applies deliveries through an [`EventHandler`] with bounded
+//!   concurrency and acks only after the handler's transaction committed.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context as _, anyhow};
+use futures_util::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use tokio::sync::Mutex;
+use twinshop_contracts::{events::Envelope, topology::Topology};
+
+use crate::{
+    config::Secret,
+    health::Probe,
+    inbox::{EventHandler, HandleError},
+    outbox::{OutboxMessage, Publisher},
+    propagation,
+    shutdown::Shutdown,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One lazily (re)connected broker connection.
+pub struct Amqp {
+    url: Secret<String>,
+    name: String,
+    conn: Mutex<Option<Arc<Connection>>>,
+}
+
+impl std::fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amqp").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Amqp {
+    /// `url` like `amqp://guest:guest@127.0.0.1:5672/%2f`; `name` shows in
+    /// the management UI's connection list.
+    pub fn new(url: Secret<String>, name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self { url, name: name.into(), conn: Mutex::new(None) })
+    }
+
+    /// The live connection, connecting (again) if there is none.
+    pub async fn connection(&self) -> anyhow::Result<Arc<Connection>> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref()
+            && conn.status().connected()
+        {
+            return Ok(conn.clone());
+        }
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(self.url.expose(), props))
+            .await
+            .map_err(|_| anyhow!("connecting to RabbitMQ timed out"))?
+            .context("connecting to RabbitMQ")?;
+        let conn = Arc::new(conn);
+        *slot = Some(conn.clone());
+        tracing::info!(connection = self.name, "connected to RabbitMQ");
+        Ok(conn)
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let conn = self.connection().await?;
+        conn.create_channel().await.context("opening a channel")
+    }
+
+    /// Closes the connection politely (at shutdown).
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take()
+            && conn.status().connected()
+        {
+            let _ = conn.close(200, "shutting down".into()).await;
+        }
+    }
+}
+
+/// Declares the exchange, every queue with its dead-letter queue, and the
+/// bindings. Idempotent: the `migrate` step runs it, and so does each start.
+pub async fn declare_topology(amqp: &Amqp, topology: &Topology) -> anyhow::Result<()> {
+    let ch = amqp.channel().await?;
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    ch.exchange_declare(topology.exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await
+        .context("declaring the events exchange")?;
+    ch.exchange_declare(topology.dead_letter_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .await
+        .context("declaring the dead-letter exchange")?;
+    for queue in topology.queues() {
+        let mut args = FieldTable::default();
+        if let Some(max) = queue.max_length {
+            args.insert("x-max-length".into(), AMQPValue::LongLongInt(i64::from(max)));
+            args.insert("x-overflow".into(), AMQPValue::LongString("drop-head".into()));
+        } else {
+            let dlq = queue.dead_letter_queue();
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(topology.dead_letter_exchange().into()));
+            args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dlq.clone().into()));
+            ch.queue_declare(dlq.clone().into(), QueueDeclareOptions::durable(), FieldTable::default())
+                .await
+                .with_context(|| format!("declaring {dlq}"))?;
+            ch.queue_bind(
+                dlq.clone().into(),
+                topology.dead_letter_exchange().into(),
+                dlq.clone().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding {dlq}"))?;
+        }
+        ch.queue_declare(queue.name.clone().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .with_context(|| format!("declaring {}", queue.name))?;
+        for key in &queue.bindings {
+            ch.queue_bind(
+                queue.name.clone().into(),
+                topology.exchange().into(),
+                (*key).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding {} to {key}", queue.name))?;
+        }
+    }
+    let _ = ch.close(200, "declared".into()).await;
+    Ok(())
+}
+
+/// Publishes outbox messages to the events exchange with confirms.
+pub struct AmqpPublisher {
+    amqp: Arc<Amqp>,
+    exchange: String,
+    channel: Mutex<Option<Channel>>,
+}
+
+impl std::fmt::Debug for AmqpPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpPublisher").field("exchange", &self.exchange).finish_non_exhaustive()
+    }
+}
+
+impl AmqpPublisher {
+    pub fn new(amqp: Arc<Amqp>, topology: &Topology) -> Self {
+        Self { amqp, exchange: topology.exchange(), channel: Mutex::new(None) }
+    }
+
+    async fn confirm_channel(&self) -> anyhow::Result<Channel> {
+        let mut slot = self.channel.lock().await;
+        if let Some(ch) = slot.as_ref()
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
+        }
+        let ch = self.amqp.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.context("enabling publisher confirms")?;
+        *slot = Some(ch.clone());
+        Ok(ch)
+    }
+
+    async fn send(&self, ch: &Channel, msg: &OutboxMessage) -> anyhow::Result<lapin::PublisherConfirm> {
+        // The publish span continues the trace of the request that wrote the
+        // event; its context travels on in the message headers.
+        let span = tracing::info_span!("amqp.publish", otel.name = format!("{} publish", msg.event_type),
+            otel.kind = "producer", event_type = msg.event_type, event_id = %msg.event_id);
+        propagation::set_parent(&span, propagation::extract_map(&msg.trace_context));
+        let _entered = span.enter();
+        let mut headers = FieldTable::default();
+        for (k, v) in propagation::current_headers() {
+            headers.insert(ShortString::from(k), AMQPValue::LongString(LongString::from(v)));
+        }
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(msg.event_id.to_string().into())
+            .with_type(msg.event_type.clone().into())
+            .with_headers(headers);
+        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        ch.basic_publish(self.exchange.clone().into(), msg.event_type.clone().into(), options, &msg.body, props)
+            .await
+            .context("publishing")
+    }
+}
+
+#[async_trait::async_trait]
+impl Publisher for AmqpPublisher {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<anyhow::Result<()>> {
+        let ch = match self.confirm_channel().await {
+            Ok(ch) => ch,
+            Err(err) => return batch.iter().map(|_| Err(anyhow!("{err:#}"))).collect(),
+        };
+        // Send the whole batch, then collect the confirms: one round trip
+        // of latency per batch instead of per message.
+        let mut pending = Vec::with_capacity(batch.len());
+        for msg in batch {
+            pending.push(self.send(&ch, msg).await);
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for confirm in pending {
+            results.push(match confirm {
+                Err(err) => Err(err),
+                Ok(confirm) => match confirm.await {
+                    Ok(Confirmation::Ack(None)) => Ok(()),
+                    Ok(Confirmation::Ack(Some(returned))) => {
+                        Err(anyhow!("unroutable: returned by the broker ({})", returned.reply_text.as_str()))
+                    }
+                    Ok(Confirmation::Nack(_)) => Err(anyhow!("nacked by the broker")),
+                    Ok(Confirmation::NotRequested) => Err(anyhow!("channel is not in confirm mode")),
+                    Err(err) => Err(anyhow!(err).context("awaiting the confirm")),
+                },
+            });
+        }
+        if results.iter().any(Result::is_err) {
+            // Start the next batch on a fresh channel.
+            *self.channel.lock().await = None;
+        }
+        results
+    }
+}
+
+/// Consumer tuning.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Deliveries in flight at once (prefetch and handler concurrency).
+    pub concurrency: u16,
+    /// Tries for a permanent failure before the message is dead-lettered.
+    pub permanent_attempts: u32,
+    /// Cap of the backoff between tries.
+    pub max_backoff: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { concurrency: 16, permanent_attempts: 3, max_backoff: Duration::from_secs(5) }
+    }
+}
+
+/// Consumes `queue` until shutdown, reconnecting whenever the broker goes
+/// away. Each delivery is acked after `handler` succeeded; a message that
+/// cannot be decoded or fails permanently is dead-lettered; a transient
+/// failure is retried with backoff for as long as it takes (the message
+/// stays unacked, so if this process dies it is redelivered elsewhere).
+pub async fn consume(
+    amqp: Arc<Amqp>,
+    queue: String,
+    handler: Arc<dyn EventHandler>,
+    settings: ConsumerSettings,
+    shutdown: Shutdown,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_shutting_down() {
+        match consume_once(&amqp, &queue, &handler, &settings, &shutdown).await {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(queue, error = format!("{err:#}"), "consumer interrupted, reconnecting");
+            }
+        }
+        let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    tracing::info!(queue, "consumer stopped");
+}
+
+async fn consume_once(
+    amqp: &Amqp,
+    queue: &str,
+    handler: &Arc<dyn EventHandler>,
+    settings: &ConsumerSettings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let ch = amqp.channel().await?;
+    ch.basic_qos(settings.concurrency, BasicQosOptions::default()).await.context("setting prefetch")?;
+    let consumer = ch
+        .basic_consume(queue.into(), handler.consumer().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .with_context(|| format!("consuming {queue}"))?;
+    tracing::info!(queue, "consuming");
+    // Stop taking deliveries at shutdown; those in flight finish first.
+    let deliveries = consumer.take_until(shutdown.cancelled_owned());
+    deliveries
+        .for_each_concurrent(usize::from(settings.concurrency), |delivery| {
+            let handler = handler.clone();
+            async move {
+                match delivery {
+                    Ok(delivery) => handle_delivery(delivery, handler.as_ref(), settings, shutdown).await,
+                    Err(err) => tracing::warn!(error = %err, "delivery error"),
+                }
+            }
+        })
+        .await;
+    let _ = ch.close(200, "consumer done".into()).await;
+    if shutdown.is_shutting_down() { Ok(()) } else { Err(anyhow!("the consumer stream ended")) }
+}
+
+async fn handle_delivery(
+    delivery: lapin::message::Delivery,
+    handler: &dyn EventHandler,
+    settings: &ConsumerSettings,
+    shutdown: &Shutdown,
+) {
+    let mut trace = std::collections::HashMap::new();
+    if let Some(headers) = delivery.properties.headers().as_ref() {
+        for (k, v) in headers.inner() {
+            if let Some(s) = v.as_long_string() {
+                trace.insert(k.as_str().to_owned(), s.to_string());
+            }
+        }
+    }
+    let span = tracing::info_span!(
+        "amqp.consume",
+        otel.name = format!("{} process", delivery.routing_key.as_str()),
+        otel.kind = "consumer",
+        consumer = handler.consumer(),
+        event_type = delivery.routing_key.as_str(),
+        event_id = tracing::field::Empty,
+        redelivered = delivery.redelivered
+    );
+    propagation::set_parent(&span, propagation::extract_map(&trace));
+    let outcome = tracing::Instrument::instrument(apply(&delivery, handler, settings, shutdown), span).await;
+    let acked = match outcome {
+        Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
+        Outcome::DeadLetter => {
+            metrics::counter!("consumer_dead_lettered_total", "consumer" => handler.consumer()).increment(1);
+            delivery.nack(BasicNackOptions { requeue: false, multiple: false }).await
+        }
+        // Shutting down mid-retry: hand the message back for another replica.
+        Outcome::GiveBack => delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await,
+    };
+    if let Err(err) = acked {
+        // The effect is committed (or not) already; a redelivery is harmless.
+        tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+    }
+}
+
+enum Outcome {
+    Done,
+    DeadLetter,
+    GiveBack,
+}
+
+async fn apply(
+    delivery: &lapin::message::Delivery,
+    handler: &dyn EventHandler,
+    settings: &ConsumerSettings,
+    shutdown: &Shutdown,
+) -> Outcome {
+    let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(&delivery.data) {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::error!(error = %err, "undecodable message, dead-lettering");
+            return Outcome::DeadLetter;
+        }
+    };
+    tracing::Span::current().record("event_id", tracing::field::display(envelope.event_id));
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match handler.handle(envelope.clone()).await {
+            Ok(()) => {
+                metrics::counter!("consumer_processed_total", "consumer" => handler.consumer()).increment(1);
+                return Outcome::Done;
+            }
+            Err(HandleError::Permanent(err)) if attempt >= settings.permanent_attempts => {
+                tracing::error!(error = format!("{err:#}"), attempt, "event failed permanently, dead-lettering");
+                return Outcome::DeadLetter;
+            }
+            Err(err) => {
+                metrics::counter!("consumer_retries_total", "consumer" => handler.consumer()).increment(1);
+                tracing::warn!(error = %err, attempt, "event failed, retrying");
+            }
+        }
+        let wait = Duration::from_millis(100u64 << attempt.min(10)).min(settings.max_backoff);
+        tokio::select! {
+            () = shutdown.cancelled() => return Outcome::GiveBack,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// RabbitMQ for `/readyz`: degradable (events wait in the outbox).
+#[derive(Debug, Clone)]
+pub struct AmqpProbe(pub Arc<Amqp>);
+
+#[async_trait::async_trait]
+impl Probe for AmqpProbe {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+    fn critical(&self) -> bool {
+        false
+    }
+    async fn check(&self) -> anyhow::Result<()> {
+        self.0.connection().await.map(|_| ())
+    }
+}

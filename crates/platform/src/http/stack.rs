@@ -1,0 +1,112 @@
+//! The middleware stack of every public and internal router.
+//!
+//! Outermost first: sensitive-header marking, request id (`x-request-id`,
+//! generated if absent and echoed back), a tracing span per request whose
+//! parent is the caller's W3C `traceparent`, compression, the problem
+//! guarantee ([`ensure_problem`]), panic catching, the request timeout and
+//! the body size limit; innermost, per-route metrics.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{
+    metrics,
+    problem::{ErrorCode, Problem},
+    propagation,
+};
+
+/// Request bodies above this are `413 payload_too_large` (API.md).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `router` with the standard stack, a problem+json 404 fallback and
+/// 405 answer. `timeout` is the service's request timeout: shorter than the
+/// edge's, longer than any deadline of an outgoing call.
+pub fn apply(router: Router, timeout: Duration) -> Router {
+    router
+        .fallback(|| async { Problem::new(ErrorCode::NotFound).with_detail("No such route.") })
+        .method_not_allowed_fallback(|| async { Problem::new(ErrorCode::MethodNotAllowed) })
+        // Router::layer: the first call is the innermost.
+        .layer(middleware::from_fn(metrics::track_http))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(ensure_problem))
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(make_span).on_request(()).on_response(
+                DefaultOnResponse::new().level(Level::DEBUG).latency_unit(tower_http::LatencyUnit::Micros),
+            ),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        request_id,
+        user_id = tracing::field::Empty,
+    );
+    propagation::set_parent(&span, propagation::extract_http(req.headers()));
+    span
+}
+
+/// Every error leaves as problem+json, including the ones produced by
+/// layers and extractors we do not own (a body-limit 413, a timeout, a
+/// caught panic, axum's own rejections).
+async fn ensure_problem(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => ErrorCode::MalformedJson,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationFailed,
+        _ => {
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), "server error without a problem body");
+            }
+            ErrorCode::Internal
+        }
+    };
+    Problem::new(code).into_response()
+}

@@ -1,0 +1,35 @@
+//! twinshop's platform: what every process shares, whatever its area.
+//!
+//! Why it exists: the three services, the monolith and the tests must
+//! behave alike at the edges (config, logs, traces, health, errors, events),
+//! so that behaviour is written once, here. It holds no business rule.
+//!
+//! # Layout
+//! - [`config`]: typed env config, exit code 64, [`config::Secret`];
+//! - [`telemetry`]: JSON logs with trace ids, OTLP export;
+//! - [`propagation`]: W3C trace context over HTTP, gRPC and AMQP;
+//! - [`shutdown`]: signal handling, tracked tasks, bounded drain;
+//! - [`health`] and [`metrics`]: `/livez`, `/readyz`, `/metrics`;
+//! - [`problem`]: the one table of error codes and `problem+json`;
+//! - [`http`]: the middleware stack, JSON body reading, JWT auth, serving;
+//! - [`validation`]: field-level errors for domain parsers;
+//! - [`db`]: Postgres pools and migrations;
+//! - [`outbox`], [`inbox`], [`amqp`]: the transactional outbox, its relay,
+//!   the idempotent consumer and the RabbitMQ adapter they use.
+//!
+//! May depend on web, SQL, cache and broker crates; the areas' domain code
+//! depends on [`validation`] only.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod inbox;
+pub mod metrics;
+pub mod outbox;
+pub mod problem;
+pub mod propagation;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validation;

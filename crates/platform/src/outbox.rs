@@ -1,0 +1,287 @@
+//! The transactional outbox and its relay.
+//!
+//! Writing: an area's store calls [`enqueue`] inside the transaction that
+//! changes state. The row carries the envelope (its `event_id` fixed now)
+//! and the current trace context; `pg_notify` wakes the relay at commit.
+//!
+//! Relaying: [`Relay`] claims a batch of unpublished rows with
+//! `FOR UPDATE SKIP LOCKED` (so several replicas share the work without
+//! publishing the same row at once), hands them to a [`Publisher`], marks
+//! the confirmed ones published and schedules the others for a retry with
+//! exponential backoff, all in one short transaction. If the process dies
+//! between the broker's confirm and the commit, the rows are published again
+//! later: delivery is at-least-once, and consumers deduplicate on
+//! `event_id`. Published rows are deleted after `retention`.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, postgres::PgListener};
+use twinshop_contracts::events::{Envelope, Event};
+use uuid::Uuid;
+
+use crate::{db::DbTarget, propagation, shutdown::Shutdown};
+
+/// Writes `envelope` to the outbox in the caller's transaction.
+pub async fn enqueue<P: Event + Serialize>(
+    tx: &mut PgConnection,
+    target: &DbTarget,
+    envelope: &Envelope<P>,
+) -> anyhow::Result<()> {
+    let body = envelope.to_json().context("serialising the event")?;
+    let trace = serde_json::to_value(propagation::current_headers()).context("serialising the trace context")?;
+    sqlx::query("INSERT INTO outbox (event_id, event_type, body, trace_context) VALUES ($1, $2, $3, $4)")
+        .bind(envelope.event_id)
+        .bind(&envelope.event_type)
+        .bind(body)
+        .bind(trace)
+        .execute(&mut *tx)
+        .await
+        .context("inserting the outbox row")?;
+    // Delivered at commit; several in one transaction collapse into one.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(target.notify_channel())
+        .execute(&mut *tx)
+        .await
+        .context("notifying the relay")?;
+    Ok(())
+}
+
+/// One claimed row, ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The envelope as JSON bytes, published verbatim.
+    pub body: Vec<u8>,
+    /// `traceparent`/`tracestate` of the request that wrote the event.
+    pub trace_context: HashMap<String, String>,
+    /// Earlier failed attempts.
+    pub attempts: i32,
+}
+
+/// Where the relay sends events: RabbitMQ in the microservices, the
+/// in-process dispatcher in the monolith.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes a batch; one result per message, in order. `Ok` only when
+    /// the message is safely stored downstream (e.g. confirmed by the broker
+    /// and routed to at least one queue).
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<anyhow::Result<()>>;
+}
+
+/// Relay tuning.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Rows claimed per transaction.
+    pub batch_size: i64,
+    /// Poll interval when no notification arrives (safety net: a NOTIFY is
+    /// lost while the listener reconnects).
+    pub poll_interval: Duration,
+    /// How long published rows are kept (for inspection) before deletion.
+    pub retention: Duration,
+    /// Cap of the retry backoff of one row.
+    pub max_backoff: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(24 * 3600),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    event_id: Uuid,
+    event_type: String,
+    body: serde_json::Value,
+    trace_context: serde_json::Value,
+    attempts: i32,
+}
+
+/// Moves outbox rows to a [`Publisher`].
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    target: DbTarget,
+    publisher: Arc<dyn Publisher>,
+    settings: RelaySettings,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("target", &self.target).field("settings", &self.settings).finish()
+    }
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, target: DbTarget, publisher: Arc<dyn Publisher>, settings: RelaySettings) -> Self {
+        Self { pool, target, publisher, settings }
+    }
+
+    /// Claims, publishes and marks one batch. Returns how many were published.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await.context("beginning the relay transaction")?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT event_id, event_type, body, trace_context, attempts FROM outbox \
+             WHERE published_at IS NULL AND next_attempt_at <= now() \
+             ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.settings.batch_size)
+        .fetch_all(&mut *tx)
+        .await
+        .context("claiming outbox rows")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<OutboxMessage> = rows
+            .into_iter()
+            .map(|r| OutboxMessage {
+                event_id: r.event_id,
+                event_type: r.event_type,
+                body: serde_json::to_vec(&r.body).unwrap_or_default(),
+                trace_context: serde_json::from_value(r.trace_context).unwrap_or_default(),
+                attempts: r.attempts,
+            })
+            .collect();
+        let results = self.publisher.publish(&batch).await;
+        let mut published = Vec::new();
+        for (msg, result) in batch.iter().zip(results) {
+            match result {
+                Ok(()) => published.push(msg.event_id),
+                Err(err) => {
+                    let backoff = backoff(msg.attempts, self.settings.max_backoff);
+                    tracing::warn!(event_id = %msg.event_id, event_type = msg.event_type, attempts = msg.attempts + 1,
+                        retry_in_ms = backoff.as_millis() as u64, error = format!("{err:#}"), "publish failed, will retry");
+                    metrics::counter!("outbox_publish_failures_total", "event_type" => msg.event_type.clone())
+                        .increment(1);
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+                         next_attempt_at = now() + make_interval(secs => $3) WHERE event_id = $1",
+                    )
+                    .bind(msg.event_id)
+                    .bind(format!("{err:#}"))
+                    .bind(backoff.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await
+                    .context("scheduling a retry")?;
+                }
+            }
+        }
+        sqlx::query("UPDATE outbox SET published_at = now(), last_error = NULL WHERE event_id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await
+            .context("marking rows published")?;
+        tx.commit().await.context("committing the relay transaction")?;
+        metrics::counter!("outbox_published_total").increment(published.len() as u64);
+        Ok(published.len())
+    }
+
+    /// Deletes rows published longer ago than the retention period.
+    pub async fn cleanup(&self) -> anyhow::Result<u64> {
+        let deleted = sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)")
+            .bind(self.settings.retention.as_secs_f64())
+            .execute(&self.pool)
+            .await
+            .context("cleaning up the outbox")?
+            .rows_affected();
+        Ok(deleted)
+    }
+
+    /// Relays until shutdown: a batch whenever notified, at least every
+    /// `poll_interval`; cleanup every ten minutes. Errors (database or broker
+    /// down) are logged and retried; nothing is lost, rows just wait.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut listener: Option<PgListener> = None;
+        let mut last_cleanup = tokio::time::Instant::now();
+        let mut failures = 0u32;
+        loop {
+            if shutdown.is_shutting_down() {
+                break;
+            }
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            match self.relay_once().await {
+                Ok(n) if n as i64 >= self.settings.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(error = format!("{err:#}"), "outbox relay pass failed");
+                }
+            }
+            if last_cleanup.elapsed() > Duration::from_secs(600) {
+                last_cleanup = tokio::time::Instant::now();
+                match self.cleanup().await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "outbox cleaned up"),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = format!("{err:#}"), "outbox cleanup failed"),
+                }
+            }
+            let wait = if failures > 0 {
+                backoff(failures as i32, self.settings.max_backoff)
+            } else {
+                self.settings.poll_interval
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+                notified = recv(&mut listener) => {
+                    if !notified {
+                        listener = None;
+                    }
+                }
+            }
+        }
+        // One last pass so events committed just before the signal go out now
+        // rather than after the restart.
+        if let Err(err) = self.relay_once().await {
+            tracing::debug!(error = format!("{err:#}"), "final relay pass failed");
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(&self.target.notify_channel()).await.ok()?;
+        Some(listener)
+    }
+}
+
+/// `true` on a notification; `false` if the listener broke (or is absent,
+/// in which case it never resolves and the poll interval rules).
+async fn recv(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(l) => l.recv().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// 100 ms × 2^attempts, capped.
+fn backoff(attempts: i32, cap: Duration) -> Duration {
+    let exp = attempts.clamp(0, 16) as u32;
+    Duration::from_millis(100u64.saturating_mul(1 << exp)).min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_and_is_capped() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(0, cap), Duration::from_millis(100));
+        assert_eq!(backoff(3, cap), Duration::from_millis(800));
+        assert_eq!(backoff(40, cap), cap);
+    }
+}

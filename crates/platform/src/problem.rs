@@ -1,0 +1,205 @@
+//! The one error table: every stable error `code` twinshop answers with, and
+//! what it means in HTTP and in gRPC.
+//!
+//! Why it exists: API.md lists the codes; this is the only place that knows
+//! their status. Use-case errors map to an [`ErrorCode`] in each area's edge
+//! adapter; the edge turns that into `application/problem+json` (HTTP) or a
+//! `tonic::Status` (gRPC). 5xx bodies are opaque: the cause goes to the log.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::validation::{FieldError, FieldErrors};
+
+/// Every machine-readable error code of the public and internal APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    ValidationFailed,
+    MalformedJson,
+    Unauthorized,
+    InvalidCredentials,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    IdempotencyKeyInUse,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    OrderNotCancellable,
+    UnknownProduct,
+    AddressRequired,
+    PaymentUnavailable,
+    DependencyUnavailable,
+    /// Anything unexpected. Never carries detail to the client.
+    Internal,
+    /// The request ran past the service's request timeout.
+    Timeout,
+}
+
+impl ErrorCode {
+    /// `(code, HTTP status, title, gRPC code)`: the table itself.
+    const fn row(self) -> (&'static str, u16, &'static str, tonic::Code) {
+        use tonic::Code as G;
+        match self {
+            Self::ValidationFailed => ("validation_failed", 400, "Request validation failed", G::InvalidArgument),
+            Self::MalformedJson => ("malformed_json", 400, "Malformed JSON body", G::InvalidArgument),
+            Self::Unauthorized => ("unauthorized", 401, "Authentication required", G::Unauthenticated),
+            Self::InvalidCredentials => ("invalid_credentials", 401, "Invalid email or password", G::Unauthenticated),
+            Self::NotFound => ("not_found", 404, "Not found", G::NotFound),
+            Self::MethodNotAllowed => ("method_not_allowed", 405, "Method not allowed", G::Unimplemented),
+            Self::EmailTaken => ("email_taken", 409, "Email already registered", G::AlreadyExists),
+            Self::IdempotencyKeyInUse => ("idempotency_key_in_use", 409, "Idempotency key in use", G::Aborted),
+            Self::PayloadTooLarge => ("payload_too_large", 413, "Payload too large", G::ResourceExhausted),
+            Self::UnsupportedMediaType => ("unsupported_media_type", 415, "Unsupported media type", G::InvalidArgument),
+            Self::IdempotencyKeyReused => {
+                ("idempotency_key_reused", 422, "Idempotency key reused", G::FailedPrecondition)
+            }
+            Self::OrderNotCancellable => ("order_not_cancellable", 409, "Order not cancellable", G::FailedPrecondition),
+            Self::UnknownProduct => ("unknown_product", 422, "Unknown product", G::InvalidArgument),
+            Self::AddressRequired => ("address_required", 422, "Shipping address required", G::FailedPrecondition),
+            Self::PaymentUnavailable => ("payment_unavailable", 503, "Payment unavailable", G::Unavailable),
+            Self::DependencyUnavailable => ("dependency_unavailable", 503, "Dependency unavailable", G::Unavailable),
+            Self::Internal => ("internal_error", 500, "Internal server error", G::Internal),
+            Self::Timeout => ("timeout", 503, "Request timed out", G::DeadlineExceeded),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.row().0
+    }
+
+    pub fn status(self) -> StatusCode {
+        StatusCode::from_u16(self.row().1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub const fn title(self) -> &'static str {
+        self.row().2
+    }
+
+    pub const fn grpc_code(self) -> tonic::Code {
+        self.row().3
+    }
+}
+
+/// An API error on its way out: a code, an optional safe detail, and for
+/// `validation_failed` the field list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: ErrorCode,
+    pub detail: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+/// The response extension that carries the error code to the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode) -> Self {
+        Self { code, detail: None, errors: Vec::new() }
+    }
+
+    /// A client-safe sentence. Never pass an error's `to_string()` here.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn validation(errors: FieldErrors) -> Self {
+        Self {
+            code: ErrorCode::ValidationFailed,
+            detail: Some("One or more fields are invalid.".into()),
+            errors: errors.into_vec(),
+        }
+    }
+
+    /// A single-field validation problem.
+    pub fn invalid_field(field: &str, message: &str) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.push(field, message);
+        Self::validation(errors)
+    }
+
+    /// The JSON body, as served. Public so the edge config and tests can
+    /// produce byte-identical bodies.
+    pub fn to_json(&self) -> String {
+        let body = Body {
+            type_: format!("/problems/{}", self.code.as_str()),
+            title: self.code.title(),
+            status: self.code.status().as_u16(),
+            code: self.code.as_str(),
+            detail: self.detail.as_deref(),
+            errors: (self.code == ErrorCode::ValidationFailed).then_some(self.errors.as_slice()),
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| String::from(r#"{"code":"internal_error","status":500}"#))
+    }
+
+    /// For gRPC edges: the same code as a `tonic::Status`.
+    pub fn to_status(&self) -> tonic::Status {
+        let message = self.detail.clone().unwrap_or_else(|| self.code.title().to_owned());
+        tonic::Status::new(self.code.grpc_code(), message)
+    }
+}
+
+impl From<ErrorCode> for Problem {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut res = (self.code.status(), self.to_json()).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.extensions_mut().insert(ProblemCode(self.code.as_str()));
+        res
+    }
+}
+
+/// Logs an unexpected error with its whole cause chain and answers an opaque 500.
+pub fn internal(err: &anyhow::Error) -> Problem {
+    tracing::error!(error = format!("{err:#}"), "unexpected error");
+    Problem::new(ErrorCode::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problems_list_their_fields_and_others_do_not() {
+        let json: serde_json::Value =
+            serde_json::from_str(&Problem::invalid_field("email", "bad").to_json()).expect("json");
+        assert_eq!(json["status"], 400);
+        assert_eq!(json["code"], "validation_failed");
+        assert_eq!(json["type"], "/problems/validation_failed");
+        assert_eq!(json["errors"][0]["field"], "email");
+        let json: serde_json::Value =
+            serde_json::from_str(&Problem::new(ErrorCode::EmailTaken).to_json()).expect("json");
+        assert_eq!(json["status"], 409);
+        assert!(json.get("errors").is_none());
+    }
+
+    #[test]
+    fn the_table_gives_each_code_one_status_and_grpc_code() {
+        assert_eq!(ErrorCode::UnknownProduct.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(ErrorCode::PaymentUnavailable.grpc_code(), tonic::Code::Unavailable);
+        assert_eq!(ErrorCode::NotFound.to_owned().as_str(), "not_found");
+    }
+}

@@ -1,0 +1,227 @@
+//! Logs and traces: one JSON object per line on stdout, and OpenTelemetry
+//! spans exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//!
+//! Why it is built this way:
+//! - An `SdkTracerProvider` is installed even without an exporter, because
+//!   only a real tracer assigns trace and span ids; the logs carry them
+//!   either way, so a log line can always be joined to its trace.
+//! - The batch processor exports from its own thread with a bounded queue:
+//!   a collector that is down drops spans, it never slows a request.
+//! - [`Telemetry::shutdown`] flushes what is queued; call it last.
+
+use std::{fmt, io, time::Duration};
+
+use opentelemetry::{
+    global,
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tracing::{Event, Subscriber, field::Field};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::LevelFilter,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter,
+        format::{JsonFields, Writer},
+        time::{FormatTime, SystemTime},
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
+
+/// `OTEL_*`: the standard OpenTelemetry variable names.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TelemetryConfig {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://jaeger:4317`. Unset: no export.
+    pub exporter_otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: overrides the binary's own name in traces.
+    pub service_name: Option<String>,
+}
+
+/// Owns the tracer provider; flush it with [`Telemetry::shutdown`].
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Installs the global subscriber (JSON to stdout, level from
+    /// `RUST_LOG`, default `info`), the W3C propagator and the tracer.
+    /// Must run inside the tokio runtime (the OTLP client lives there).
+    pub fn init(default_service: &str, config: &TelemetryConfig) -> anyhow::Result<Self> {
+        Self::init_with_writer(default_service, config, io::stdout)
+    }
+
+    /// Like [`Telemetry::init`] but writing log lines to `writer`.
+    pub fn init_with_writer<W>(default_service: &str, config: &TelemetryConfig, writer: W) -> anyhow::Result<Self>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let service = config.service_name.clone().unwrap_or_else(|| default_service.to_owned());
+        let provider = tracer_provider(&service, config.exporter_otlp_endpoint.as_deref())?;
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        global::set_tracer_provider(provider.clone());
+        let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
+        // Only spans at INFO and above become OTel spans: keeps hyper/h2
+        // internals (and the exporter's own connection) out of traces.
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service)).with_filter(LevelFilter::INFO);
+        let logs =
+            tracing_subscriber::fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLines).with_writer(writer);
+        // A second init in one process (tests) keeps the first subscriber.
+        let _ = tracing_subscriber::registry().with(filter).with(otel).with(logs).try_init();
+        Ok(Self { provider })
+    }
+
+    /// Exports every queued span (bounded by the SDK's 5 s limit), then stops.
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        // The flush blocks; keep it off the async worker threads.
+        let result = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(err)) = result {
+            tracing::warn!(error = %err, "telemetry flush failed");
+        }
+    }
+}
+
+/// A provider that always assigns ids; it exports only when an endpoint is set.
+pub fn tracer_provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
+    let resource = Resource::builder().with_service_name(service.to_owned()).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(Duration::from_secs(3))
+            .build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Formats each event as one JSON object: `timestamp`, `level`, `target`,
+/// `message`, the event's fields, the current span's name and fields, and
+/// `trace_id`/`span_id` when a span is active.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = Map::new();
+        let mut ts = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut ts))?;
+        line.insert("timestamp".into(), ts.into());
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+
+        let mut fields = Map::new();
+        event.record(&mut JsonVisitor(&mut fields));
+        if let Some(message) = fields.remove("message") {
+            line.insert("message".into(), message);
+        }
+        if !fields.is_empty() {
+            line.insert("fields".into(), Value::Object(fields));
+        }
+        if let Some(span) = ctx.parent_span() {
+            let mut span_json = Map::new();
+            span_json.insert("name".into(), span.name().into());
+            if let Some(formatted) = span.extensions().get::<FormattedFields<N>>()
+                && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&formatted.fields)
+            {
+                span_json.extend(map);
+            }
+            line.insert("span".into(), Value::Object(span_json));
+        }
+        // The OTel layer attaches the entered span's context on enter.
+        let cx = opentelemetry::Context::current();
+        let span_context = cx.span().span_context().clone();
+        if span_context.is_valid() {
+            line.insert("trace_id".into(), span_context.trace_id().to_string().into());
+            line.insert("span_id".into(), span_context.span_id().to_string().into());
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().into(), value.to_string().into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_are_json_with_trace_and_span_ids_inside_a_span() {
+        let buffer = Buffer::default();
+        let provider = tracer_provider("test", None).expect("provider");
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonLines)
+                    .with_writer(move || writer.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(outside = 1, "no span");
+            tracing::info_span!("use_case", user_id = "u-1").in_scope(|| tracing::info!(n = 2, "inside"));
+        });
+        let out = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["message"], "no span");
+        assert!(lines[0].get("trace_id").is_none());
+        assert_eq!(lines[1]["fields"]["n"], 2);
+        assert_eq!(lines[1]["span"]["name"], "use_case");
+        assert_eq!(lines[1]["span"]["user_id"], "u-1");
+        assert_eq!(lines[1]["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(lines[1]["span_id"].as_str().map(str::len), Some(16));
+    }
+}
