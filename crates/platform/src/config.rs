@@ -160,3 +160,36 @@ mod tests {
         assert_eq!(cfg.database_url.expose(), "postgres://u:hunter2@h/db");
     }
 }
+
+/// Settings every process shares, read without a prefix.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlatformConfig {
+    /// `SHUTDOWN_TIMEOUT`: seconds to drain in-flight work after SIGTERM
+    /// (default 20; keep it below the orchestrator's grace period).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: u64,
+    /// `EVENTS_NAMESPACE`: prefix of the exchange and queue names (default
+    /// `twinshop`); every process of one deployment must agree.
+    #[serde(default = "default_namespace")]
+    pub events_namespace: String,
+}
+
+fn default_shutdown_timeout() -> u64 {
+    20
+}
+
+fn default_namespace() -> String {
+    "twinshop".to_owned()
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self { shutdown_timeout: default_shutdown_timeout(), events_namespace: default_namespace() }
+    }
+}
+
+impl PlatformConfig {
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_timeout)
+    }
+}

@@ -157,3 +157,15 @@ impl Probe for RedisProbe {
         Ok(())
     }
 }
+
+/// The `healthcheck` subcommand of every binary: asks the process's own
+/// `/readyz` on the internal port and exits 0 only on 200. Images have no
+/// curl; this is what Docker's HEALTHCHECK runs.
+pub async fn probe_readyz(internal_port: u16) -> bool {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    let url = format!("http://127.0.0.1:{internal_port}/readyz");
+    matches!(client.get(url).send().await, Ok(res) if res.status().is_success())
+}

@@ -22,7 +22,10 @@ impl CountryCode {
     pub fn parse(raw: &str) -> Result<Self, AddressError> {
         let upper = raw.trim().to_ascii_uppercase();
         let bytes = upper.as_bytes();
-        if bytes.len() == 2 && bytes.iter().all(u8::is_ascii_uppercase) && ISO_3166_ALPHA2.split(' ').any(|c| c == upper) {
+        if bytes.len() == 2
+            && bytes.iter().all(u8::is_ascii_uppercase)
+            && ISO_3166_ALPHA2.split(' ').any(|c| c == upper)
+        {
             Ok(Self([bytes[0], bytes[1]]))
         } else {
             Err(AddressError::UnknownCountry)
@@ -83,7 +86,9 @@ impl Address {
         let postal_code = errors.check(&format!("{prefix}.postal_code"), text(postal_code, 20));
         let country = errors.check(&format!("{prefix}.country"), CountryCode::parse(country));
         match (line1, city, postal_code, country) {
-            (Some(line1), Some(city), Some(postal_code), Some(country)) => Ok(Self { line1, city, postal_code, country }),
+            (Some(line1), Some(city), Some(postal_code), Some(country)) => {
+                Ok(Self { line1, city, postal_code, country })
+            }
             _ => Err(errors),
         }
     }
@@ -97,8 +102,8 @@ impl Address {
     pub fn postal_code(&self) -> &str {
         &self.postal_code
     }
-    pub fn country(&self) -> CountryCode {
-        self.country
+    pub fn country(&self) -> &CountryCode {
+        &self.country
     }
 }
 

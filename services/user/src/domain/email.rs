@@ -87,8 +87,21 @@ mod tests {
 
     #[test]
     fn addresses_without_a_proper_domain_or_local_part_are_rejected() {
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a b@example.com", "a@exa mple.com",
-                    "a@-x.com", "a@x-.com", "a@.com", "a..b@example.com", ".a@example.com", "a@b..com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-x.com",
+            "a@x-.com",
+            "a@.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@b..com",
+        ] {
             assert_eq!(Email::parse(bad), Err(EmailError::Malformed), "{bad:?}");
         }
     }

@@ -1,0 +1,56 @@
+//! Ports: what the user use cases need from the outside world.
+
+use twinshop_contracts::events::{Envelope, UserRegistered};
+
+use crate::{
+    app::ProfileChanges,
+    domain::{Email, Stats, User, UserId, UserSummary},
+};
+
+/// Error contract of [`UserRepository::insert`].
+#[derive(Debug, thiserror::Error)]
+pub enum InsertUserError {
+    /// Another user has this email in any letter case.
+    #[error("email already registered")]
+    EmailTaken,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Durable storage of users and the stats read model.
+#[async_trait::async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Stores `user` with its password hash and its `user.registered` event
+    /// in one transaction: afterwards both exist, or neither does.
+    async fn insert(
+        &self,
+        user: &User,
+        password_hash: &str,
+        event: &Envelope<UserRegistered>,
+    ) -> Result<(), InsertUserError>;
+
+    /// The id and password hash of the user with this email (any case).
+    async fn credentials(&self, email: &Email) -> anyhow::Result<Option<(UserId, String)>>;
+
+    /// The user, or `None` if there is no such user.
+    async fn find(&self, id: UserId) -> anyhow::Result<Option<User>>;
+
+    /// Applies `changes` and returns the updated user (`None`: no such user).
+    async fn update_profile(&self, id: UserId, changes: &ProfileChanges) -> anyhow::Result<Option<User>>;
+
+    /// The user's stats read model (zeros when no order event was applied).
+    async fn stats(&self, id: UserId) -> anyhow::Result<Stats>;
+}
+
+/// The cache in front of [`UserRepository::find`] for other areas' lookups.
+/// Every error means "the cache is unavailable": callers fall back to the
+/// repository and never fail because of the cache.
+#[async_trait::async_trait]
+pub trait UserCache: Send + Sync {
+    /// `Ok(None)` on a miss.
+    async fn get(&self, id: UserId) -> anyhow::Result<Option<UserSummary>>;
+    /// Stores `summary` with the cache's TTL.
+    async fn put(&self, summary: &UserSummary) -> anyhow::Result<()>;
+    /// Removes the entry; called after a change commits.
+    async fn invalidate(&self, id: UserId) -> anyhow::Result<()>;
+}
