@@ -182,8 +182,15 @@ impl AmqpPublisher {
             otel.kind = "producer", event_type = msg.event_type, event_id = %msg.event_id);
         propagation::set_parent(&span, propagation::extract_map(&msg.trace_context));
         let _entered = span.enter();
+        let mut context = propagation::current_headers();
+        if !context.contains_key("traceparent") {
+            // The publish span is not recorded here (no OTel layer, or the
+            // log level filters it out): pass the writer's context on as is
+            // rather than cut the trace.
+            context = msg.trace_context.clone();
+        }
         let mut headers = FieldTable::default();
-        for (k, v) in propagation::current_headers() {
+        for (k, v) in context {
             headers.insert(ShortString::from(k), AMQPValue::LongString(LongString::from(v)));
         }
         let props = BasicProperties::default()
@@ -212,21 +219,35 @@ impl Publisher for AmqpPublisher {
         for msg in batch {
             pending.push(self.send(&ch, msg).await);
         }
-        let mut results = Vec::with_capacity(batch.len());
+        // lapin hands each basic.return to whichever confirm completes next,
+        // and completes the confirms of a multiple-ack in arbitrary order, so
+        // a return may arrive on another message's confirm. Match returns to
+        // messages by message id (= event id) instead.
+        let mut confirms = Vec::with_capacity(batch.len());
+        let mut returned = std::collections::HashMap::new();
         for confirm in pending {
-            results.push(match confirm {
+            let confirmation = match confirm {
                 Err(err) => Err(err),
-                Ok(confirm) => match confirm.await {
-                    Ok(Confirmation::Ack(None)) => Ok(()),
-                    Ok(Confirmation::Ack(Some(returned))) => {
-                        Err(anyhow!("unroutable: returned by the broker ({})", returned.reply_text.as_str()))
-                    }
-                    Ok(Confirmation::Nack(_)) => Err(anyhow!("nacked by the broker")),
-                    Ok(Confirmation::NotRequested) => Err(anyhow!("channel is not in confirm mode")),
-                    Err(err) => Err(anyhow!(err).context("awaiting the confirm")),
-                },
-            });
+                Ok(confirm) => confirm.await.map_err(|err| anyhow!(err).context("awaiting the confirm")),
+            };
+            if let Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) = &confirmation
+                && let Some(id) = r.delivery.properties.message_id()
+            {
+                returned.insert(id.to_string(), r.reply_text.to_string());
+            }
+            confirms.push(confirmation);
         }
+        let results: Vec<anyhow::Result<()>> = batch
+            .iter()
+            .zip(confirms)
+            .map(|(msg, confirmation)| match (returned.get(&msg.event_id.to_string()), confirmation) {
+                (Some(reason), _) => Err(anyhow!("unroutable: returned by the broker ({reason})")),
+                (None, Ok(Confirmation::Ack(_))) => Ok(()),
+                (None, Ok(Confirmation::Nack(_))) => Err(anyhow!("nacked by the broker")),
+                (None, Ok(Confirmation::NotRequested)) => Err(anyhow!("channel is not in confirm mode")),
+                (None, Err(err)) => Err(err),
+            })
+            .collect();
         if results.iter().any(Result::is_err) {
             // Start the next batch on a fresh channel.
             *self.channel.lock().await = None;

@@ -172,10 +172,27 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Logs an unexpected error with its whole cause chain and answers an opaque 500.
+/// Logs an unexpected error with its whole cause chain and answers an
+/// opaque 500, or 503 `dependency_unavailable` when the cause is a store
+/// this request needed being unreachable (the client may retry later).
 pub fn internal(err: &anyhow::Error) -> Problem {
+    if is_unavailable(err) {
+        tracing::warn!(error = format!("{err:#}"), "dependency unavailable");
+        return Problem::new(ErrorCode::DependencyUnavailable);
+    }
     tracing::error!(error = format!("{err:#}"), "unexpected error");
     Problem::new(ErrorCode::Internal)
+}
+
+/// `true` if the error chain says a backing store could not be reached
+/// (as opposed to a bug or a bad query).
+pub fn is_unavailable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+        )
+    })
 }
 
 #[cfg(test)]

@@ -161,17 +161,14 @@ fn parse_address(fields: &mut Fields<'_>, name: &str, obj: &Map<String, Value>) 
     let postal = nested.string("postal_code");
     let country = nested.string("country");
     let mut errors = nested.into_errors();
-    let parsed = match (line1, city, postal, country) {
-        (Some(l), Some(c), Some(p), Some(k)) => match Address::parse(&fields.path(name), l, c, p, k) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                for fe in e.into_vec() {
-                    errors.push(fe.field, fe.message);
-                }
-                None
+    let parsed = match Address::parse_parts(&fields.path(name), line1, city, postal, country) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            for fe in e.into_vec() {
+                errors.push(fe.field, fe.message);
             }
-        },
-        _ => None,
+            None
+        }
     };
     fields.absorb(errors);
     parsed

@@ -41,6 +41,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// 405 answer. `timeout` is the service's request timeout: shorter than the
 /// edge's, longer than any deadline of an outgoing call.
 pub fn apply(router: Router, timeout: Duration) -> Router {
+    metrics::init();
     router
         .fallback(|| async { Problem::new(ErrorCode::NotFound).with_detail("No such route.") })
         .method_not_allowed_fallback(|| async { Problem::new(ErrorCode::MethodNotAllowed) })
@@ -84,12 +85,14 @@ fn make_span(req: &Request) -> tracing::Span {
 async fn ensure_problem(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem = res
+    // Deliberate JSON answers (problems, the `/readyz` report) stay as
+    // they are; plain-text and empty error bodies are replaced.
+    let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|ct| ct.starts_with("application/problem+json") || ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return res;
     }
     let code = match status {

@@ -80,11 +80,24 @@ fn text(raw: &str, max: usize) -> Result<String, AddressError> {
 impl Address {
     /// Parses every part and reports each bad one under `prefix.part`.
     pub fn parse(prefix: &str, line1: &str, city: &str, postal_code: &str, country: &str) -> Result<Self, FieldErrors> {
+        Self::parse_parts(prefix, Some(line1), Some(city), Some(postal_code), Some(country))
+    }
+
+    /// Like [`Address::parse`] for a request where some parts were already
+    /// rejected (`None`): the others are still checked, so one answer lists
+    /// every problem; the result is `Ok` only if all four are good.
+    pub fn parse_parts(
+        prefix: &str,
+        line1: Option<&str>,
+        city: Option<&str>,
+        postal_code: Option<&str>,
+        country: Option<&str>,
+    ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let line1 = errors.check(&format!("{prefix}.line1"), text(line1, 200));
-        let city = errors.check(&format!("{prefix}.city"), text(city, 100));
-        let postal_code = errors.check(&format!("{prefix}.postal_code"), text(postal_code, 20));
-        let country = errors.check(&format!("{prefix}.country"), CountryCode::parse(country));
+        let line1 = line1.and_then(|v| errors.check(&format!("{prefix}.line1"), text(v, 200)));
+        let city = city.and_then(|v| errors.check(&format!("{prefix}.city"), text(v, 100)));
+        let postal_code = postal_code.and_then(|v| errors.check(&format!("{prefix}.postal_code"), text(v, 20)));
+        let country = country.and_then(|v| errors.check(&format!("{prefix}.country"), CountryCode::parse(v)));
         match (line1, city, postal_code, country) {
             (Some(line1), Some(city), Some(postal_code), Some(country)) => {
                 Ok(Self { line1, city, postal_code, country })

@@ -1,0 +1,152 @@
+//! Test support: each test gets its own database and its own broker
+//! namespace on the machine's real Postgres, Redis and RabbitMQ, so tests
+//! run in parallel without seeing each other.
+//!
+//! The services are found through `TEST_DATABASE_URL` (an admin URL, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` and
+//! `TEST_AMQP_URL`. When one is unreachable the first test says so plainly
+//! (and `make test` checks before building anything).
+
+use std::{
+    future::Future,
+    net::TcpStream,
+    path::PathBuf,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn host_port(url: &str, default_port: u16) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.contains(':') { host.to_owned() } else { format!("{host}:{default_port}") }
+}
+
+/// Panics with a plain message if a backing service is unreachable.
+pub fn require_backing_services() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let services = [
+            ("PostgreSQL", host_port(&admin_database_url(), 5432), "TEST_DATABASE_URL"),
+            ("Redis", host_port(&redis_url(), 6379), "TEST_REDIS_URL"),
+            ("RabbitMQ", host_port(&amqp_url(), 5672), "TEST_AMQP_URL"),
+        ];
+        let missing: Vec<String> = services
+            .iter()
+            .filter(|(_, addr, _)| {
+                let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str()) else { return true };
+                !addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+            })
+            .map(|(name, addr, var)| format!("{name} at {addr} (set {var} to point elsewhere)"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "backing services unreachable: {}. Start them (see README: `make services` or \
+             `docker compose up -d postgres-user redis rabbitmq`).",
+            missing.join(", ")
+        );
+    });
+}
+
+/// A unique, short, lowercase name for this test's resources.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A database of its own, dropped by [`TestDb::drop_database`].
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create(prefix: &str) -> Self {
+        require_backing_services();
+        let admin = admin_database_url();
+        let name = unique_name(&format!("t_{prefix}"));
+        let mut conn = PgConnection::connect(&admin).await.expect("connect to the admin database");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create the test database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Self { url: format!("{base}/{name}"), name }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect to the test database")
+    }
+
+    /// Drops the database (closing other sessions first).
+    pub async fn drop_database(self) {
+        if let Ok(mut conn) = PgConnection::connect(&admin_database_url()).await {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))
+                .await;
+        }
+    }
+}
+
+/// Deletes every exchange and queue of a test namespace (best effort).
+pub async fn delete_namespace(namespace: &str, queues: &[String], exchanges: &[String]) {
+    let Ok(conn) = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for q in queues {
+            let _ = ch.queue_delete(q.as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
+        }
+        for e in exchanges {
+            let _ = ch.exchange_delete(e.as_str().into(), lapin::options::ExchangeDeleteOptions::default()).await;
+        }
+    }
+    let _ = namespace;
+    let _ = conn.close(200, "test cleanup".into()).await;
+}
+
+/// A loopback port nothing listens on: a backing service that is "down".
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The development key pair in `dev/keys` (private, public) as PEM.
+pub fn dev_keys() -> (String, String) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dev/keys");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("dev keys are committed in dev/keys");
+    (read("jwt-private.pem"), read("jwt-public.pem"))
+}
+
+/// Polls `check` until it yields `Some` or `timeout` passes (then panics
+/// with `what`). Eventually consistent things are awaited this way, never
+/// with a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut wait = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
