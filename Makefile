@@ -1,0 +1,26 @@
+# twinshop developer commands. Each target is a thin wrapper around a script
+# or cargo, so nothing here is magic.
+
+.PHONY: run test check services
+
+## Run the services as local processes against Postgres/Redis/RabbitMQ on localhost.
+run:
+	scripts/run-local
+
+## Run every test (needs Postgres, Redis and RabbitMQ on localhost).
+test:
+	scripts/check-services
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace $(if $(CI),--profile ci,); \
+	else \
+		cargo test --workspace; \
+	fi
+
+## Formatting and lints, as CI runs them.
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Install (Debian) and start the backing services.
+services:
+	scripts/install-services
