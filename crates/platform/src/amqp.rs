@@ -144,6 +144,22 @@ pub async fn declare_topology(amqp: &Amqp, topology: &Topology) -> anyhow::Resul
     Ok(())
 }
 
+/// Re-declares the topology at start (idempotent), retrying while the
+/// broker is away; the outbox holds events meanwhile.
+pub async fn declare_until_done(amqp: Arc<Amqp>, topology: Topology, shutdown: Shutdown) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match declare_topology(&amqp, &topology).await {
+            Ok(()) => return,
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "cannot declare the broker topology yet"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(10)),
+        }
+    }
+}
+
 /// Publishes outbox messages to the events exchange with confirms.
 pub struct AmqpPublisher {
     amqp: Arc<Amqp>,

@@ -21,13 +21,16 @@
 //! depends on [`validation`] only.
 
 pub mod amqp;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
+pub mod pagination;
 pub mod problem;
 pub mod propagation;
 pub mod shutdown;

@@ -1,29 +1,14 @@
-//! `user-service`: a shim. Parse the command line and the environment,
-//! start telemetry, build the app, run it until SIGTERM/SIGINT.
+//! `user-service`: a shim around [`twinshop_user::App`].
 
-use clap::{Parser, Subcommand};
-use twinshop_platform::{
-    config, health, metrics,
-    shutdown::{self, Shutdown},
-    telemetry::Telemetry,
-};
+use clap::Parser;
+use twinshop_platform::{cli, config, health, shutdown::Shutdown};
 use twinshop_user::{App, config::Config, migrate, startup::SERVICE};
 
 #[derive(Parser)]
 #[command(name = "user-service", version, about = "twinshop user service")]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the public and internal APIs (the default).
-    Serve,
-    /// Apply database migrations and declare the broker topology, then exit.
-    Migrate,
-    /// Exit 0 if this service's /readyz (on USER_INTERNAL_PORT) answers 200.
-    Healthcheck,
+    command: Option<cli::Command>,
 }
 
 #[derive(serde::Deserialize)]
@@ -38,42 +23,22 @@ fn default_internal_port() -> u16 {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
+    let command = Cli::parse().command.unwrap_or(cli::Command::Serve);
+    if command == cli::Command::Healthcheck {
         let port: PortOnly = config::load_or_exit("USER_");
-        return if health::probe_readyz(port.internal_port).await { 0.into() } else { 1.into() };
+        return cli::exit_code(health::probe_readyz(port.internal_port).await);
     }
     let config = Config::from_env().unwrap_or_else(|err| config::exit_with(&err));
-    let telemetry = match Telemetry::init(SERVICE, &config.telemetry) {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("telemetry setup failed: {err:#}");
-            return 1.into();
+    cli::run(SERVICE, &config.telemetry, async {
+        match command {
+            cli::Command::Migrate => migrate(&config).await,
+            _ => {
+                let shutdown = Shutdown::new();
+                let app = App::build(&config, shutdown.clone()).await?;
+                cli::trigger_on_signal(shutdown);
+                app.run().await
+            }
         }
-    };
-    metrics::init();
-    let result = match cli.command {
-        Some(Command::Migrate) => migrate(&config).await,
-        _ => serve(&config).await,
-    };
-    let code = match result {
-        Ok(()) => 0,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "user service failed");
-            1
-        }
-    };
-    telemetry.shutdown().await;
-    code.into()
-}
-
-async fn serve(config: &Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    let app = App::build(config, shutdown.clone()).await?;
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown::signal().await;
-        trigger.trigger();
-    });
-    app.run().await
+    })
+    .await
 }

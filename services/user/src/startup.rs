@@ -124,11 +124,9 @@ impl App {
     pub async fn run(self) -> anyhow::Result<()> {
         let s = self.shutdown.clone();
         tracing::info!(public = %self.public_addr(), internal = %self.internal_addr(), "user service listening");
-        s.spawn(log_exit("public http", server::serve(self.public, self.public_router, s.clone())));
-        s.spawn(log_exit("internal http", server::serve(self.internal, self.internal_router, s.clone())));
-        let (amqp, topology) = (self.amqp.clone(), self.topology.clone());
-        let declare_shutdown = s.clone();
-        s.spawn(async move { declare_until_done(&amqp, &topology, &declare_shutdown).await });
+        s.spawn(server::serve_logged("public http", self.public, self.public_router, s.clone()));
+        s.spawn(server::serve_logged("internal http", self.internal, self.internal_router, s.clone()));
+        s.spawn(amqp::declare_until_done(self.amqp.clone(), self.topology.clone(), s.clone()));
         s.spawn(self.relay.run(s.clone()));
 
         s.cancelled().await;
@@ -137,27 +135,5 @@ impl App {
         self.amqp.close().await;
         self.pool.close().await;
         Ok(())
-    }
-}
-
-async fn log_exit(what: &'static str, serving: impl Future<Output = std::io::Result<()>>) {
-    if let Err(err) = serving.await {
-        tracing::error!(server = what, error = %err, "server failed");
-    }
-}
-
-/// Re-declares the topology at start (idempotent), retrying while the
-/// broker is away; the outbox holds events meanwhile.
-async fn declare_until_done(amqp: &Amqp, topology: &Topology, shutdown: &Shutdown) {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match amqp::declare_topology(amqp, topology).await {
-            Ok(()) => return,
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "cannot declare the broker topology yet"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(10)),
-        }
     }
 }

@@ -26,3 +26,11 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) ->
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
+
+/// [`serve`], logging a failure instead of returning it: for tasks spawned
+/// on the shutdown tracker.
+pub async fn serve_logged(what: &'static str, listener: TcpListener, router: Router, shutdown: Shutdown) {
+    if let Err(err) = serve(listener, router, shutdown).await {
+        tracing::error!(server = what, error = %err, "server failed");
+    }
+}

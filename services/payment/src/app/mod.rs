@@ -1,0 +1,8 @@
+//! The payment use cases and their port. Both builds run this code: the
+//! service behind HTTP and gRPC, the monolith behind in-process calls.
+
+mod ports;
+mod use_cases;
+
+pub use ports::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest};
+pub use use_cases::{ChargeError, PaymentService, RefundError};
