@@ -219,7 +219,7 @@ impl PgPaymentRepository {
     async fn top_up_once(&self, request: &TopUpRequest) -> Result<TopUp, TopUpError> {
         let mut tx = self.pool.begin().await.context("beginning the top-up")?;
         if let Some(key) = &request.key {
-            let earlier: Option<(Uuid, serde_json::Value, i64, i64)> = sqlx::query_as(
+            let earlier: Option<(Uuid, String, i64, i64)> = sqlx::query_as(
                 "SELECT id, request, amount_cents, balance_after FROM top_ups WHERE user_id = $1 AND idempotency_key = $2",
             )
             .bind(request.user_id)
@@ -227,8 +227,10 @@ impl PgPaymentRepository {
             .fetch_optional(&mut *tx)
             .await
             .context("looking up the idempotency key")?;
-            if let Some((id, fingerprint, amount_cents, balance_cents)) = earlier {
+            if let Some((id, stored, amount_cents, balance_cents)) = earlier {
                 tx.rollback().await.ok();
+                let fingerprint: serde_json::Value =
+                    serde_json::from_str(&stored).context("parsing the stored request fingerprint")?;
                 return if fingerprint == request.fingerprint {
                     Ok(TopUp { id, amount_cents, balance_cents, replayed: true })
                 } else {
@@ -246,7 +248,8 @@ impl PgPaymentRepository {
         .bind(id)
         .bind(request.user_id)
         .bind(request.key.as_ref().map(|k| k.as_str()))
-        .bind(&request.fingerprint)
+        // As JSON text, not jsonb: jsonb refuses `\u0000` (see migration 0002).
+        .bind(request.fingerprint.to_string())
         .bind(amount)
         .bind(balance)
         .execute(&mut *tx)

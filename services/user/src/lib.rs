@@ -16,6 +16,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod startup;
 pub mod store;

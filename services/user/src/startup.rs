@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use twinshop_contracts::topology::Topology;
 use twinshop_platform::{
-    amqp::{self, Amqp, AmqpProbe, AmqpPublisher},
+    amqp::{self, Amqp, AmqpProbe, AmqpPublisher, ConsumerSettings},
     db::{self, DbTarget},
     health::{self, Health, PostgresProbe, RedisProbe},
     http::{auth::JwtVerifier, server, stack},
@@ -20,6 +20,7 @@ use crate::{
     app::{UserService, passwords::PasswordHasher, tokens::TokenIssuer},
     cache::{self, RedisUserCache},
     config::Config,
+    events::OrderEventsHandler,
     http::{self as user_http, UserState},
     store::{MIGRATOR, PgUserRepository},
 };
@@ -48,6 +49,7 @@ pub struct App {
     public_router: Router,
     internal_router: Router,
     relay: Relay,
+    consumer: Arc<OrderEventsHandler>,
     amqp: Arc<Amqp>,
     topology: Topology,
     pool: PgPool,
@@ -80,6 +82,7 @@ impl App {
             PasswordHasher::new(config.user.hash_concurrency)?,
             TokenIssuer::from_config(&config.jwt_issuer)?,
         );
+        let consumer = Arc::new(OrderEventsHandler::new(users.clone()));
         let state = UserState { users, verifier: Arc::new(JwtVerifier::from_config(&config.jwt_verifier)?) };
         let health = Health::new(
             vec![Arc::new(PostgresProbe(pool.clone())), Arc::new(RedisProbe(redis)), Arc::new(AmqpProbe(amqp.clone()))],
@@ -104,6 +107,7 @@ impl App {
             public_router,
             internal_router,
             relay,
+            consumer,
             amqp,
             topology,
             pool,
@@ -128,6 +132,15 @@ impl App {
         s.spawn(server::serve_logged("internal http", self.internal, self.internal_router, s.clone()));
         s.spawn(amqp::declare_until_done(self.amqp.clone(), self.topology.clone(), s.clone()));
         s.spawn(self.relay.run(s.clone()));
+        if let Some(queue) = self.topology.queue_of(SERVICE) {
+            s.spawn(amqp::consume(
+                self.amqp.clone(),
+                queue.name,
+                self.consumer,
+                ConsumerSettings::default(),
+                s.clone(),
+            ));
+        }
 
         s.cancelled().await;
         tracing::info!("draining");

@@ -10,14 +10,14 @@ use time::OffsetDateTime;
 use twinshop_contracts::events::{Envelope, UserRegistered};
 use twinshop_platform::{
     db::{self, DbTarget},
-    outbox,
+    inbox, outbox,
 };
 use uuid::Uuid;
 
 use crate::{
     app::{
         ProfileChanges,
-        ports::{InsertUserError, UserRepository},
+        ports::{InsertUserError, OrderFact, OrderFactKind, UserRepository},
     },
     domain::{Address, Email, Stats, User, UserId, UserName},
 };
@@ -165,5 +165,32 @@ impl UserRepository for PgUserRepository {
         .await
         .context("reading stats")?;
         Ok(Stats { orders_confirmed, total_spent_cents })
+    }
+
+    async fn record_order_fact(&self, consumer: &str, event_id: Uuid, fact: &OrderFact) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await.context("beginning the fact")?;
+        if inbox::claim(&mut tx, consumer, event_id).await.context("recording the event")? {
+            let (confirmed, cancelled) = match fact.kind {
+                OrderFactKind::Confirmed => (true, false),
+                OrderFactKind::Cancelled => (false, true),
+            };
+            // Either event may come first; each only ever sets its own flag.
+            sqlx::query(
+                "INSERT INTO user_order_facts (order_id, user_id, total_cents, confirmed, cancelled) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO UPDATE SET \
+                 confirmed = user_order_facts.confirmed OR EXCLUDED.confirmed, \
+                 cancelled = user_order_facts.cancelled OR EXCLUDED.cancelled",
+            )
+            .bind(fact.order_id)
+            .bind(fact.user_id.as_uuid())
+            .bind(fact.total_cents)
+            .bind(confirmed)
+            .bind(cancelled)
+            .execute(&mut *tx)
+            .await
+            .context("recording the order fact")?;
+        }
+        tx.commit().await.context("committing the fact")?;
+        Ok(())
     }
 }

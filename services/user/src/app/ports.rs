@@ -40,6 +40,27 @@ pub trait UserRepository: Send + Sync {
 
     /// The user's stats read model (zeros when no order event was applied).
     async fn stats(&self, id: UserId) -> anyhow::Result<Stats>;
+
+    /// Records an order fact for the stats read model, once per event:
+    /// `(consumer, event_id)` is recorded in the same transaction, and a
+    /// repeated event changes nothing. Facts are kept per order, so they may
+    /// arrive in any order.
+    async fn record_order_fact(&self, consumer: &str, event_id: uuid::Uuid, fact: &OrderFact) -> anyhow::Result<()>;
+}
+
+/// What an order event tells the stats read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderFact {
+    pub order_id: uuid::Uuid,
+    pub user_id: UserId,
+    pub total_cents: i64,
+    pub kind: OrderFactKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderFactKind {
+    Confirmed,
+    Cancelled,
 }
 
 /// The cache in front of [`UserRepository::find`] for other areas' lookups.

@@ -9,7 +9,7 @@ use twinshop_contracts::events::{Envelope, UserRegistered};
 
 use super::{
     passwords::PasswordHasher,
-    ports::{InsertUserError, UserCache, UserRepository},
+    ports::{InsertUserError, OrderFact, UserCache, UserRepository},
     tokens::TokenIssuer,
 };
 use crate::domain::{Address, Email, Password, Stats, User, UserId, UserName, UserSummary};
@@ -195,5 +195,11 @@ impl UserService {
             tracing::debug!(error = format!("{err:#}"), "cache fill failed");
         }
         Ok(summary)
+    }
+
+    /// The effect of `order.confirmed` / `order.cancelled` on the stats.
+    #[instrument(name = "user.record_order_fact", skip_all, fields(user_id = %fact.user_id, order_id = %fact.order_id, kind = ?fact.kind))]
+    pub async fn record_order_fact(&self, consumer: &str, event_id: uuid::Uuid, fact: OrderFact) -> anyhow::Result<()> {
+        self.repo.record_order_fact(consumer, event_id, &fact).await
     }
 }
