@@ -37,6 +37,10 @@ use crate::{
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a batch's publisher confirms may take.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Amqp::close`] waits for the broker's close-ok.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One lazily (re)connected broker connection.
 pub struct Amqp {
@@ -82,12 +86,16 @@ impl Amqp {
         conn.create_channel().await.context("opening a channel")
     }
 
-    /// Closes the connection politely (at shutdown).
+    /// Closes the connection politely (at shutdown), waiting at most
+    /// `CLOSE_TIMEOUT`: lapin's close can wait forever for a close-ok that
+    /// a concurrent channel error swallowed (seen in the e2e tests: the
+    /// socket was gone, the process never exited), and a stop must end.
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take()
             && conn.status().connected()
+            && tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "shutting down".into())).await.is_err()
         {
-            let _ = conn.close(200, "shutting down".into()).await;
+            tracing::warn!(connection = self.name, "closing the broker connection timed out");
         }
     }
 }
@@ -241,10 +249,16 @@ impl Publisher for AmqpPublisher {
         // messages by message id (= event id) instead.
         let mut confirms = Vec::with_capacity(batch.len());
         let mut returned = std::collections::HashMap::new();
+        // A broker that stops answering must not stall the relay forever:
+        // confirms not in by the deadline count as not published.
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
         for confirm in pending {
             let confirmation = match confirm {
                 Err(err) => Err(err),
-                Ok(confirm) => confirm.await.map_err(|err| anyhow!(err).context("awaiting the confirm")),
+                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
+                    Ok(c) => c.map_err(|err| anyhow!(err).context("awaiting the confirm")),
+                    Err(_) => Err(anyhow!("no publisher confirm within {CONFIRM_TIMEOUT:?}")),
+                },
             };
             if let Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) = &confirmation
                 && let Some(id) = r.delivery.properties.message_id()

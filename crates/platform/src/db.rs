@@ -48,14 +48,17 @@ impl DbTarget {
 }
 
 /// A pool that connects lazily: the process starts (and reports not-ready)
-/// even when the database is down, instead of crash-looping.
+/// even when the database is down, instead of crash-looping. Every call is
+/// bounded: waiting for a connection by 3 s, a statement by 5 s (a request
+/// must never hang on a stuck database).
 pub fn pool(target: &DbTarget, application: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = target.options(application)?.options([("statement_timeout", "5s")]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(target.options(application)?))
+        .connect_lazy_with(options))
 }
 
 /// Applies the platform's migrations, then `area`'s, each with its own

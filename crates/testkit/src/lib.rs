@@ -29,6 +29,18 @@ pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// RabbitMQ's `host:port`, e.g. for a [`TcpProxy`] in front of it.
+pub fn amqp_address() -> String {
+    host_port(&amqp_url(), 5672)
+}
+
+/// [`amqp_url`] with its `host:port` replaced by `address` (same user,
+/// password and vhost), e.g. to reach RabbitMQ through a [`TcpProxy`].
+pub fn amqp_url_via(address: &str) -> String {
+    let url = amqp_url();
+    url.replacen(&amqp_address(), address, 1)
+}
+
 fn host_port(url: &str, default_port: u16) -> String {
     let rest = url.split("://").nth(1).unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
@@ -115,7 +127,8 @@ pub async fn delete_namespace(namespace: &str, queues: &[String], exchanges: &[S
         }
     }
     let _ = namespace;
-    let _ = conn.close(200, "test cleanup".into()).await;
+    // lapin can wait forever for a close-ok it lost; cleanup must not hang.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "test cleanup".into())).await;
 }
 
 /// A loopback port nothing listens on: a backing service that is "down".
@@ -148,5 +161,89 @@ where
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A TCP proxy on `127.0.0.1:0` in front of a backing service, so a test
+/// can cut the network between the code under test and that service (and
+/// restore it) without stopping the service, which others share.
+///
+/// While cut, every proxied connection is closed and new ones are accepted
+/// and dropped at once (the client sees its connection reset during the
+/// handshake). Connections are bounded; dropping the proxy stops it and
+/// closes everything it carries.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: std::net::SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// Proxied connections at once; more are dropped on arrival.
+const PROXY_MAX_CONNECTIONS: usize = 256;
+
+impl TcpProxy {
+    /// Starts proxying to `target` (`host:port`), open.
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let (open, watch) = tokio::sync::watch::channel(true);
+        let accept = tokio::spawn(proxy_accept(listener, target.to_owned(), watch));
+        Self { addr, open, accept }
+    }
+
+    /// Where clients connect instead of the target.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Closes every proxied connection and drops new ones until [`Self::restore`].
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Proxies new connections again.
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        // The accept task owns the connection tasks: aborting it drops them.
+        self.accept.abort();
+    }
+}
+
+async fn proxy_accept(listener: tokio::net::TcpListener, target: String, open: tokio::sync::watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(_) = connections.join_next() => continue,
+            accepted = listener.accept() => {
+                let Ok((client, _)) = accepted else { continue };
+                if !*open.borrow() || connections.len() >= PROXY_MAX_CONNECTIONS {
+                    drop(client);
+                    continue;
+                }
+                connections.spawn(proxy_connection(client, target.clone(), open.clone()));
+            }
+        }
+    }
+}
+
+async fn proxy_connection(
+    mut client: tokio::net::TcpStream,
+    target: String,
+    mut open: tokio::sync::watch::Receiver<bool>,
+) {
+    let connect = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&target));
+    let Ok(Ok(mut upstream)) = connect.await else { return };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        // Dropping both streams closes both sides.
+        _ = open.wait_for(|open| !*open) => {}
     }
 }

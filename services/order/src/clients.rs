@@ -143,7 +143,15 @@ impl GrpcPaymentGateway {
             }
             match tokio::time::timeout(remaining, call(remaining)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(status)) if matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal) => {
+                // `Cancelled` is what tonic reports when the connection dies
+                // mid-call (the server was killed): the outcome is unknown,
+                // as after a timeout; it is no refusal.
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+                    ) =>
+                {
                     last = status
                 }
                 Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {

@@ -81,6 +81,8 @@ struct Ports {
     internal: u16,
 }
 
+/// Dropping a stack that was not stopped (a test failed) kills its
+/// processes, so none outlives the test; the logs stay for a post-mortem.
 pub struct Stack {
     pub options: Options,
     pub namespace: String,
@@ -97,6 +99,15 @@ impl std::fmt::Debug for Stack {
             .field("namespace", &self.namespace)
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -391,16 +402,10 @@ impl Stack {
             let holds_money = matches!(charge, Some((o, _, false)) if o == "charged");
             match status.as_str() {
                 "pending" => v.push(format!("order {id}: still pending")),
-                "confirmed" => {
-                    if !matches!(charge, Some((o, Some(a), false)) if o == "charged" && *a == total) {
-                        v.push(format!("order {id}: confirmed without its charge ({charge:?})"));
-                    }
+                "confirmed" if !matches!(charge, Some((o, Some(a), false)) if o == "charged" && *a == total) => {
+                    v.push(format!("order {id}: confirmed without its charge ({charge:?})"));
                 }
-                "rejected" | "failed" => {
-                    if holds_money {
-                        v.push(format!("order {id}: {status} but still charged"));
-                    }
-                }
+                "rejected" | "failed" if holds_money => v.push(format!("order {id}: {status} but still charged")),
                 _ => {}
             }
         }
