@@ -1,11 +1,15 @@
 # twinshop developer commands. Each target is a thin wrapper around a script
 # or cargo, so nothing here is magic.
 
-.PHONY: run test check services
+.PHONY: run run-monolith test check services
 
-## Run the services as local processes against Postgres/Redis/RabbitMQ on localhost.
+## Run the microservices as local processes behind the edge on :8080 (Postgres/Redis/RabbitMQ on localhost).
 run:
 	scripts/run-local
+
+## The same, with the monolith instead of the three services (same edge, same port).
+run-monolith:
+	scripts/run-local --monolith
 
 ## Run every test (needs Postgres, Redis and RabbitMQ on localhost).
 test:

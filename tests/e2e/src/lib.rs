@@ -6,6 +6,12 @@
 //! The binaries are the workspace's debug builds next to the test executable
 //! (`cargo test --workspace` and `cargo nextest run --workspace` build them).
 
+mod edge;
+mod monolith;
+
+pub use edge::Edge;
+pub use monolith::Monolith;
+
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -66,13 +72,13 @@ impl Default for Options {
     }
 }
 
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test> → target/debug
     exe.parent().and_then(|p| p.parent()).map(PathBuf::from).expect("target dir")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -229,6 +235,11 @@ impl Stack {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let _ = child.wait();
         }
+    }
+
+    /// `host:port` of a service's public API (an edge upstream).
+    pub fn public_addr(&self, svc: Svc) -> String {
+        format!("127.0.0.1:{}", self.ports[&svc].http)
     }
 
     /// The public base URL of a service.

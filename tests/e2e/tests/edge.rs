@@ -3,76 +3,8 @@
 //! services. Needs nginx installed (CI installs it); without it the test
 //! fails with a message saying so.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
 use serde_json::{Value, json};
-use twinshop_e2e::{Options, Stack, Svc};
-use twinshop_testkit::eventually;
-
-fn template(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/edge").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn render(text: &str, vars: &[(&str, String)]) -> String {
-    vars.iter().fold(text.to_owned(), |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v))
-}
-
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx is not installed: `sudo scripts/install-services` (or apt-get install nginx) provides it")
-}
-
-struct Edge {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master then stops its workers too.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_edge(stack: &Stack, dir: &Path) -> Edge {
-    std::fs::create_dir_all(dir).expect("edge dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-    let upstream = |svc| stack.url(svc).trim_start_matches("http://").to_owned();
-    let vars = [
-        ("EDGE_PORT", format!("127.0.0.1:{port}")),
-        ("USER_UPSTREAM", upstream(Svc::User)),
-        ("PAYMENT_UPSTREAM", upstream(Svc::Payment)),
-        ("ORDER_UPSTREAM", upstream(Svc::Order)),
-        ("EDGE_PREFIX", dir.display().to_string()),
-    ];
-    std::fs::write(dir.join("twinshop.conf"), render(&template("twinshop.conf.template"), &vars)).expect("write");
-    std::fs::write(dir.join("nginx.conf"), render(&template("nginx-local.conf.template"), &vars)).expect("write");
-    let child = Command::new(nginx_binary())
-        .args([
-            "-p",
-            &dir.display().to_string(),
-            "-c",
-            &dir.join("nginx.conf").display().to_string(),
-            "-g",
-            "daemon off;",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    Edge { child, port, dir: dir.to_owned() }
-}
+use twinshop_e2e::{Edge, Options, Stack, Svc};
 
 async fn problem(res: reqwest::Response, status: u16, code: &str) {
     assert_eq!(res.status(), status);
@@ -84,15 +16,11 @@ async fn problem(res: reqwest::Response, status: u16, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_routes_by_path_and_answers_its_own_errors_as_problem_json() {
     let mut stack = Stack::start(Options::default()).await;
-    let dir = std::env::temp_dir().join(twinshop_testkit::unique_name("edge"));
-    let edge = start_edge(&stack, &dir);
-    let base = format!("http://127.0.0.1:{}", edge.port);
+    let edge =
+        Edge::start(&stack.public_addr(Svc::User), &stack.public_addr(Svc::Payment), &stack.public_addr(Svc::Order))
+            .await;
+    let base = edge.url();
     let client = stack.client.clone();
-    eventually("the edge answers", Duration::from_secs(10), || {
-        let (client, base) = (client.clone(), base.clone());
-        async move { client.get(format!("{base}/v1/products")).send().await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
 
     // One base URL, three owners.
     let email = format!("{}@example.com", twinshop_testkit::unique_name("edge"));
