@@ -35,8 +35,6 @@ pub enum ErrorCode {
     DependencyUnavailable,
     /// Anything unexpected. Never carries detail to the client.
     Internal,
-    /// The request ran past the service's request timeout.
-    Timeout,
 }
 
 impl ErrorCode {
@@ -63,7 +61,6 @@ impl ErrorCode {
             Self::PaymentUnavailable => ("payment_unavailable", 503, "Payment unavailable", G::Unavailable),
             Self::DependencyUnavailable => ("dependency_unavailable", 503, "Dependency unavailable", G::Unavailable),
             Self::Internal => ("internal_error", 500, "Internal server error", G::Internal),
-            Self::Timeout => ("timeout", 503, "Request timed out", G::DeadlineExceeded),
         }
     }
 

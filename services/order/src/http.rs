@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{FromRef, Path, Query, State},
+    extract::{FromRef, Path, Query, State, rejection::PathRejection},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -90,9 +90,10 @@ fn not_found() -> Problem {
     Problem::new(ErrorCode::NotFound).with_detail("No such order.")
 }
 
-/// A malformed id names no order: 404, like another user's order.
-fn parse_id(raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw).map_err(|_| not_found())
+/// A malformed id (even one that is not UTF-8) names no order: 404, like
+/// another user's order.
+fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
+    path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok()).ok_or_else(not_found)
 }
 
 async fn products(State(state): State<OrderState>) -> Result<Response, Problem> {
@@ -157,9 +158,9 @@ async fn place(
 async fn get_one(
     State(state): State<OrderState>,
     Authenticated(user): Authenticated,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&raw)?;
+    let id = parse_id(path)?;
     let order = state.orders.get(user, id).await.map_err(|e| problem::internal(&e))?.ok_or_else(not_found)?;
     Ok(Json(views::order_json(&order)).into_response())
 }
@@ -178,9 +179,9 @@ async fn list(
 async fn cancel(
     State(state): State<OrderState>,
     Authenticated(user): Authenticated,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&raw)?;
+    let id = parse_id(path)?;
     let order = state.orders.cancel(user, id).await?;
     Ok(Json(views::order_json(&order)).into_response())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{FromRef, Path, State},
+    extract::{FromRef, Path, State, rejection::PathRejection},
     http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
@@ -262,9 +262,15 @@ async fn update_me(
     Ok(Json(user_json(&user, None)).into_response())
 }
 
-async fn lookup(State(state): State<UserState>, Path(raw): Path<String>) -> Result<impl IntoResponse, Problem> {
-    // A malformed id names no user: 404, like an unknown one.
-    let id = Uuid::parse_str(&raw).map_err(|_| Problem::new(ErrorCode::NotFound).with_detail("No such user."))?;
+async fn lookup(
+    State(state): State<UserState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, Problem> {
+    // A malformed id (even one that is not UTF-8) names no user: 404.
+    let id = path
+        .ok()
+        .and_then(|Path(raw)| Uuid::parse_str(&raw).ok())
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound).with_detail("No such user."))?;
     let summary: UserSummary = state.users.lookup(UserId::from_uuid(id)).await?;
     let body = SummaryJson {
         id: summary.id.as_uuid(),

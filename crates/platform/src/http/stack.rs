@@ -100,7 +100,9 @@ async fn ensure_problem(req: Request, next: Next) -> Response {
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-        StatusCode::REQUEST_TIMEOUT => ErrorCode::Timeout,
+        // The request ran past the service's timeout: something it waited
+        // for (a store, a peer) is too slow.
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::DependencyUnavailable,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationFailed,

@@ -108,15 +108,16 @@ impl OrderService {
         fingerprint: Value,
         request: OrderRequest,
     ) -> Result<Placed, PlaceError> {
-        let catalog = self.repo.catalog().await?;
-        let (items, total_cents) = price(&request, &catalog).map_err(|e| match e {
-            crate::domain::OrderRequestError::UnknownProducts(ids) => PlaceError::UnknownProducts(ids),
-        })?;
+        // A key seen before decides first: replay, reuse or in use.
         if let Some(key) = &key
             && let Some(record) = self.repo.find_key(user_id, key).await?
         {
             return self.resume(user_id, key, &fingerprint, record).await;
         }
+        let catalog = self.repo.catalog().await?;
+        let (items, total_cents) = price(&request, &catalog).map_err(|e| match e {
+            crate::domain::OrderRequestError::UnknownProducts(ids) => PlaceError::UnknownProducts(ids),
+        })?;
 
         // 1. Who and where to ship: from the user area.
         let recipient = self.users.recipient(user_id).await.map_err(|e| {
