@@ -14,6 +14,8 @@ run-monolith:
 ## Run every test (needs Postgres, Redis and RabbitMQ on localhost).
 test:
 	scripts/check-services
+	# The end-to-end tests run the service binaries as processes: build them.
+	cargo build --workspace --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace $(if $(CI),--profile ci,); \
 	else \
