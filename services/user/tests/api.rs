@@ -113,7 +113,15 @@ async fn a_one_mebibyte_body_is_payload_too_large() {
     let app = spawn_app().await;
     let big = format!(r#"{{"email":"a@example.com","password":"long enough pw","name":"{}"}}"#, "x".repeat(1 << 20));
     let res = app.post_raw("/v1/users", "application/json", big.into_bytes()).await;
+    assert_eq!(
+        res.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the unread body ends the connection, and the answer says so"
+    );
     assert_problem(res, 413, "payload_too_large").await;
+    // So a keep-alive client's next request does not go down a closed connection.
+    let res = app.post("/v1/sessions", &json!({"email": "a@example.com", "password": "long enough pw"})).await;
+    assert_eq!(res.status(), 401);
     app.stop().await;
 }
 

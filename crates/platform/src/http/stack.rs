@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -83,7 +83,17 @@ fn make_span(req: &Request) -> tracing::Span {
 /// layers and extractors we do not own (a body-limit 413, a timeout, a
 /// caught panic, axum's own rejections).
 async fn ensure_problem(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+    let mut res = as_problem(next.run(req).await);
+    // A body refused for its size is left unread, and hyper then closes the
+    // connection: say so, or a keep-alive client sends its next request
+    // down a closed connection (RFC 9112 §9.6).
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+fn as_problem(res: Response) -> Response {
     let status = res.status();
     // Deliberate JSON answers (problems, the `/readyz` report) stay as
     // they are; plain-text and empty error bodies are replaced.
