@@ -51,6 +51,17 @@ pub async fn run(
     exit_code(result.is_ok())
 }
 
+/// The `healthcheck` subcommand: reads only `{prefix}INTERNAL_PORT` (so it
+/// works with just the port configured) and probes that port's `/readyz`.
+pub async fn healthcheck(prefix: &str, default_internal_port: u16) -> ExitCode {
+    #[derive(serde::Deserialize)]
+    struct Port {
+        internal_port: Option<u16>,
+    }
+    let port: Port = crate::config::load_or_exit(prefix);
+    exit_code(crate::health::probe_readyz(port.internal_port.unwrap_or(default_internal_port)).await)
+}
+
 /// Begins `shutdown` on the first SIGTERM or SIGINT.
 pub fn trigger_on_signal(shutdown: Shutdown) {
     tokio::spawn(async move {

@@ -1,8 +1,13 @@
 //! `order-service`: a shim around [`twinshop_order::App`].
 
 use clap::Parser;
-use twinshop_order::{App, config::Config, migrate, startup::SERVICE};
-use twinshop_platform::{cli, config, health, shutdown::Shutdown};
+use twinshop_order::{
+    App,
+    config::{self, Config},
+    migrate,
+    startup::SERVICE,
+};
+use twinshop_platform::{cli, config as env_config, shutdown::Shutdown};
 
 #[derive(Parser)]
 #[command(name = "order-service", version, about = "twinshop order service")]
@@ -11,24 +16,13 @@ struct Cli {
     command: Option<cli::Command>,
 }
 
-#[derive(serde::Deserialize)]
-struct PortOnly {
-    #[serde(default = "default_internal_port")]
-    internal_port: u16,
-}
-
-fn default_internal_port() -> u16 {
-    9083
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let command = Cli::parse().command.unwrap_or(cli::Command::Serve);
     if command == cli::Command::Healthcheck {
-        let port: PortOnly = config::load_or_exit("ORDER_");
-        return cli::exit_code(health::probe_readyz(port.internal_port).await);
+        return cli::healthcheck("ORDER_", config::default_internal_port()).await;
     }
-    let config = Config::from_env().unwrap_or_else(|err| config::exit_with(&err));
+    let config = Config::from_env().unwrap_or_else(|err| env_config::exit_with(&err));
     cli::run(SERVICE, &config.telemetry, async {
         match command {
             cli::Command::Migrate => migrate(&config).await,

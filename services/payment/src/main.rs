@@ -1,8 +1,13 @@
 //! `payment-service`: a shim around [`twinshop_payment::App`].
 
 use clap::Parser;
-use twinshop_payment::{App, config::Config, migrate, startup::SERVICE};
-use twinshop_platform::{cli, config, health, shutdown::Shutdown};
+use twinshop_payment::{
+    App,
+    config::{self, Config},
+    migrate,
+    startup::SERVICE,
+};
+use twinshop_platform::{cli, config as env_config, shutdown::Shutdown};
 
 #[derive(Parser)]
 #[command(name = "payment-service", version, about = "twinshop payment service")]
@@ -11,24 +16,13 @@ struct Cli {
     command: Option<cli::Command>,
 }
 
-#[derive(serde::Deserialize)]
-struct PortOnly {
-    #[serde(default = "default_internal_port")]
-    internal_port: u16,
-}
-
-fn default_internal_port() -> u16 {
-    9082
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let command = Cli::parse().command.unwrap_or(cli::Command::Serve);
     if command == cli::Command::Healthcheck {
-        let port: PortOnly = config::load_or_exit("PAYMENT_");
-        return cli::exit_code(health::probe_readyz(port.internal_port).await);
+        return cli::healthcheck("PAYMENT_", config::default_internal_port()).await;
     }
-    let config = Config::from_env().unwrap_or_else(|err| config::exit_with(&err));
+    let config = Config::from_env().unwrap_or_else(|err| env_config::exit_with(&err));
     cli::run(SERVICE, &config.telemetry, async {
         match command {
             cli::Command::Migrate => migrate(&config).await,

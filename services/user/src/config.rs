@@ -60,7 +60,8 @@ fn default_bind() -> IpAddr {
 fn default_http_port() -> u16 {
     8081
 }
-fn default_internal_port() -> u16 {
+/// The internal port when none is configured.
+pub fn default_internal_port() -> u16 {
     9081
 }
 fn default_pool() -> u32 {
