@@ -10,6 +10,7 @@
 use std::{
     future::Future,
     ops::ControlFlow,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -183,12 +184,32 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One request and its answer, as the suite saw it: what
+/// [`Report::exchanges`](crate::Report::exchanges) lists, so the answers can
+/// be checked against a machine-readable contract (e.g. the OpenAPI
+/// document) after a run.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    /// The URL path, percent-encoded as sent, without the query.
+    pub path: String,
+    pub status: u16,
+    /// The response's media type, lowercase, without parameters.
+    pub media_type: String,
+    /// The response body, if it is JSON.
+    pub body: Option<Value>,
+}
+
+/// Every exchange of a run, in the order the answers arrived.
+type Exchanges = Arc<Mutex<Vec<Exchange>>>;
+
 /// A request under construction (wraps reqwest's builder, keeping the
 /// method and path for messages).
 #[derive(Debug)]
 pub struct Req {
     request: String,
     builder: RequestBuilder,
+    exchanges: Exchanges,
 }
 
 impl Req {
@@ -237,9 +258,14 @@ impl Req {
         let res = self.builder.send().await.with_context(|| format!("{}: no answer", self.request))?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
+        let method = self.request.split(' ').next().unwrap_or_default().to_owned();
+        let path = res.url().path().to_owned();
         let text = res.text().await.with_context(|| format!("{}: the body could not be read", self.request))?;
-        let json = serde_json::from_str(&text).ok();
-        Ok(Answer { request: self.request, status, headers, text, json })
+        let json: Option<Value> = serde_json::from_str(&text).ok();
+        let answer = Answer { request: self.request, status, headers, text, json };
+        let exchange = Exchange { method, path, status, media_type: answer.media_type(), body: answer.json.clone() };
+        self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).push(exchange);
+        Ok(answer)
     }
 }
 
@@ -249,18 +275,29 @@ pub struct Ctx {
     base_url: String,
     http: reqwest::Client,
     catalog: OnceCell<Vec<Product>>,
+    exchanges: Exchanges,
 }
 
 impl Ctx {
     pub fn new(base_url: &str) -> Result<Self> {
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("building the HTTP client")?;
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), http, catalog: OnceCell::new() })
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http,
+            catalog: OnceCell::new(),
+            exchanges: Exchanges::default(),
+        })
     }
 
     pub fn request(&self, method: Method, path: &str) -> Req {
         let builder = self.http.request(method.clone(), format!("{}{path}", self.base_url));
-        Req { request: format!("{method} {path}"), builder }
+        Req { request: format!("{method} {path}"), builder, exchanges: self.exchanges.clone() }
+    }
+
+    /// Every exchange so far (see [`Exchange`]).
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn get(&self, path: &str) -> Req {

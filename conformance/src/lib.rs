@@ -63,6 +63,10 @@ pub struct Report {
     pub passed: Vec<String>,
     /// Cases that failed, in the suite's order, each with why.
     pub failed: Vec<(String, String)>,
+    /// Every request the run sent and what came back, for checks against a
+    /// machine-readable contract (twinshop's e2e tests check them against
+    /// `openapi/twinshop.yaml`).
+    pub exchanges: Vec<ctx::Exchange>,
 }
 
 impl Report {
@@ -107,6 +111,7 @@ pub async fn run(target: &Target, filter: Option<&str>) -> Report {
         .collect()
         .await;
     outcomes.sort_by_key(|(i, _, _)| *i);
+    report.exchanges = ctx.exchanges();
     for (_, name, outcome) in outcomes {
         match outcome {
             Ok(()) => report.passed.push(name.to_owned()),

@@ -38,6 +38,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the table's order.
+    pub const ALL: [Self; 17] = [
+        Self::ValidationFailed,
+        Self::MalformedJson,
+        Self::Unauthorized,
+        Self::InvalidCredentials,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::EmailTaken,
+        Self::IdempotencyKeyInUse,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::IdempotencyKeyReused,
+        Self::OrderNotCancellable,
+        Self::UnknownProduct,
+        Self::AddressRequired,
+        Self::PaymentUnavailable,
+        Self::DependencyUnavailable,
+        Self::Internal,
+    ];
+
     /// `(code, HTTP status, title, gRPC code)`: the table itself.
     const fn row(self) -> (&'static str, u16, &'static str, tonic::Code) {
         use tonic::Code as G;
@@ -195,6 +216,34 @@ pub fn is_unavailable(err: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // The match has no wildcard: a new variant does not compile until
+        // it is placed here, and then the position check asks for it in ALL.
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            let position = match code {
+                ErrorCode::ValidationFailed => 0,
+                ErrorCode::MalformedJson => 1,
+                ErrorCode::Unauthorized => 2,
+                ErrorCode::InvalidCredentials => 3,
+                ErrorCode::NotFound => 4,
+                ErrorCode::MethodNotAllowed => 5,
+                ErrorCode::EmailTaken => 6,
+                ErrorCode::IdempotencyKeyInUse => 7,
+                ErrorCode::PayloadTooLarge => 8,
+                ErrorCode::UnsupportedMediaType => 9,
+                ErrorCode::IdempotencyKeyReused => 10,
+                ErrorCode::OrderNotCancellable => 11,
+                ErrorCode::UnknownProduct => 12,
+                ErrorCode::AddressRequired => 13,
+                ErrorCode::PaymentUnavailable => 14,
+                ErrorCode::DependencyUnavailable => 15,
+                ErrorCode::Internal => 16,
+            };
+            assert_eq!(i, position, "{code:?}");
+        }
+    }
 
     #[test]
     fn validation_problems_list_their_fields_and_others_do_not() {

@@ -8,6 +8,7 @@
 
 mod edge;
 mod monolith;
+pub mod openapi;
 
 pub use edge::Edge;
 pub use monolith::Monolith;
