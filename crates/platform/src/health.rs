@@ -7,10 +7,18 @@
 //! checked, so a payment outage cannot take the order pods out of rotation.
 //! While shutting down, readiness answers 503 so traffic drains away first.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde::Serialize;
+use sqlx::migrate::Migrator;
 
 use crate::{metrics, shutdown::Shutdown};
 
@@ -115,20 +123,58 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Postgres: critical for every process that owns a database.
+/// Postgres: critical for every process that owns a database. Ready only
+/// once the database is reachable *and* carries the area's latest migration:
+/// on a first install the app may start before its migration Job has run
+/// (Kubernetes has no ordering between them), and a pod that answered
+/// before its tables exist would serve 5xx. Once the migration is seen it is
+/// not queried again (migrations only move forward); only reachability is.
 #[derive(Debug, Clone)]
-pub struct PostgresProbe(pub sqlx::PgPool);
+pub struct PostgresProbe {
+    name: &'static str,
+    pool: sqlx::PgPool,
+    latest: i64,
+    migrated: Arc<AtomicBool>,
+}
+
+impl PostgresProbe {
+    /// A probe of `pool` that also waits for `migrator`'s last migration
+    /// (looked up in the pool's schema, through its `search_path`).
+    pub fn new(name: &'static str, pool: sqlx::PgPool, migrator: &Migrator) -> Self {
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        Self { name, pool, latest, migrated: Arc::new(AtomicBool::new(false)) }
+    }
+}
 
 #[async_trait::async_trait]
 impl Probe for PostgresProbe {
     fn name(&self) -> &'static str {
-        "postgres"
+        self.name
     }
     fn critical(&self) -> bool {
         true
     }
     async fn check(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.0).await?;
+        if self.migrated.load(Ordering::Relaxed) {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            return Ok(());
+        }
+        let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    anyhow::anyhow!("the database is not migrated yet (run the `migrate` subcommand)")
+                }
+                _ => anyhow::Error::new(err),
+            })?;
+        let applied = applied.unwrap_or(0);
+        anyhow::ensure!(
+            applied >= self.latest,
+            "the database is at migration {applied}, this build needs {} (run the `migrate` subcommand)",
+            self.latest
+        );
+        self.migrated.store(true, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -135,7 +135,16 @@ impl App {
                     verifier,
                 }));
         let health = Health::new(
-            vec![Arc::new(PostgresProbe(user_pool.clone())), Arc::new(RedisProbe(redis))],
+            vec![
+                Arc::new(PostgresProbe::new("postgres-users", user_pool.clone(), &twinshop_user::store::MIGRATOR)),
+                Arc::new(PostgresProbe::new(
+                    "postgres-payments",
+                    payment_pool.clone(),
+                    &twinshop_payment::store::MIGRATOR,
+                )),
+                Arc::new(PostgresProbe::new("postgres-orders", order_pool.clone(), &twinshop_order::store::MIGRATOR)),
+                Arc::new(RedisProbe(redis)),
+            ],
             shutdown.clone(),
         );
 

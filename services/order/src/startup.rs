@@ -87,7 +87,7 @@ impl App {
         // Readiness: only our own dependencies, never the user or payment
         // service (their outage must not take order pods out of rotation).
         let health = Health::new(
-            vec![Arc::new(PostgresProbe(pool.clone())), Arc::new(AmqpProbe(amqp.clone()))],
+            vec![Arc::new(PostgresProbe::new("postgres", pool.clone(), &MIGRATOR)), Arc::new(AmqpProbe(amqp.clone()))],
             shutdown.clone(),
         );
         let timeout = Duration::from_millis(c.request_timeout_ms);

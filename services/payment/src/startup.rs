@@ -94,7 +94,7 @@ impl App {
             verifier: Arc::new(JwtVerifier::from_config(&config.jwt_verifier)?),
         };
         let health = Health::new(
-            vec![Arc::new(PostgresProbe(pool.clone())), Arc::new(AmqpProbe(amqp.clone()))],
+            vec![Arc::new(PostgresProbe::new("postgres", pool.clone(), &MIGRATOR)), Arc::new(AmqpProbe(amqp.clone()))],
             shutdown.clone(),
         );
         let timeout = Duration::from_millis(config.payment.request_timeout_ms);

@@ -85,7 +85,11 @@ impl App {
         let consumer = Arc::new(OrderEventsHandler::new(users.clone()));
         let state = UserState { users, verifier: Arc::new(JwtVerifier::from_config(&config.jwt_verifier)?) };
         let health = Health::new(
-            vec![Arc::new(PostgresProbe(pool.clone())), Arc::new(RedisProbe(redis)), Arc::new(AmqpProbe(amqp.clone()))],
+            vec![
+                Arc::new(PostgresProbe::new("postgres", pool.clone(), &MIGRATOR)),
+                Arc::new(RedisProbe(redis)),
+                Arc::new(AmqpProbe(amqp.clone())),
+            ],
             shutdown.clone(),
         );
         let timeout = Duration::from_millis(config.user.request_timeout_ms);

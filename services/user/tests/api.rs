@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{Outage, assert_problem, error_fields, spawn_app, spawn_app_with};
 use twinshop_platform::http::auth::Claims;
+use twinshop_user::migrate;
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
@@ -370,6 +371,19 @@ async fn with_the_database_down_readiness_is_503_and_requests_get_a_problem() {
     let res = app.post("/v1/sessions", &json!({"email": "a@example.com", "password": "whatever long"})).await;
     let body = assert_problem(res, 503, "dependency_unavailable").await;
     assert!(!body.to_string().to_lowercase().contains("postgres"), "no internals leak: {body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn before_its_migration_has_run_the_service_is_not_ready_and_after_it_is() {
+    let app = spawn_app_with(Outage { unmigrated: true, ..Outage::default() }).await;
+    let res = app.internal_get("/readyz").await;
+    assert_eq!(res.status(), 503, "a reachable but empty database is not ready");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["checks"]["postgres"], "down", "{body}");
+    migrate(&app.config).await.expect("migrations apply");
+    let res = app.internal_get("/readyz").await;
+    assert_eq!(res.status(), 200, "ready once migrated, without a restart");
     app.stop().await;
 }
 

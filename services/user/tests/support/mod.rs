@@ -27,6 +27,8 @@ pub struct Outage {
     pub database: bool,
     pub redis: bool,
     pub rabbitmq: bool,
+    /// The database is up but `migrate` has not run yet.
+    pub unmigrated: bool,
 }
 
 pub struct TestApp {
@@ -81,7 +83,9 @@ pub async fn spawn_app_with(outage: Outage) -> TestApp {
     init_logs();
     let db = TestDb::create("user").await;
     let mut config = config(&db.url, &unique_name("t"));
-    migrate(&config).await.expect("migrations apply");
+    if !outage.unmigrated {
+        migrate(&config).await.expect("migrations apply");
+    }
     if outage.database {
         config.user.database_url = Secret::new(format!("postgres://postgres@127.0.0.1:{}/x", dead_port()));
     }
