@@ -30,3 +30,23 @@ check:
 ## Install (Debian) and start the backing services.
 services:
 	scripts/install-services
+
+# --- Kubernetes on kind (k8s/README.md) ---
+
+.PHONY: kind kind-monolith kind-down check-k8s
+
+## Build the images, create a kind cluster, deploy the microservices on it and wait until healthy: http://localhost:8080.
+kind:
+	scripts/kind up
+
+## The same with the monolith instead (replaces the microservices if they are deployed).
+kind-monolith:
+	scripts/kind up --monolith
+
+## Delete the kind cluster.
+kind-down:
+	scripts/kind down
+
+## Validate the Kubernetes manifests offline (kustomize + Kubernetes 1.33 schemas + reference checks).
+check-k8s:
+	scripts/check-k8s
