@@ -61,6 +61,107 @@ fn describe_custom<T: DeserializeOwned>(prefix: &str, vars: &[(String, String)],
     ConfigError { variable, problem: format!("is malformed ({problem})") }
 }
 
+/// One environment variable a process reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Variable {
+    pub name: String,
+    /// `false` when the variable has a default.
+    pub required: bool,
+}
+
+/// The variables `T` reads under `prefix`, derived from `T` itself so the
+/// list cannot drift from the code: deployment tests compare it with what
+/// the compose file and the Kubernetes manifests set.
+///
+/// The names come from serde (the struct's field names, as envy maps them).
+/// Which are required is found by deserializing from nothing and adding
+/// each variable envy reports missing until it succeeds.
+pub fn variables<T: DeserializeOwned>(prefix: &str) -> Result<Vec<Variable>, String> {
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldNames(&mut fields));
+    if fields.is_empty() {
+        return Err(format!("{prefix}*: not a struct with named fields"));
+    }
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut required = Vec::new();
+    for _ in 0..=fields.len() {
+        match envy::prefixed(prefix).from_iter::<_, T>(given.clone()) {
+            Ok(_) => {
+                let mut vars: Vec<Variable> = fields
+                    .iter()
+                    .map(|f| Variable { name: format!("{prefix}{}", f.to_uppercase()), required: required.contains(f) })
+                    .collect();
+                vars.sort();
+                return Ok(vars);
+            }
+            Err(envy::Error::MissingValue(field)) => {
+                required.push(field);
+                given.push((format!("{prefix}{}", field.to_uppercase()), String::new()));
+                // A placeholder that parses for the field's type.
+                let value = ["x", "1", "true"].into_iter().find(|v| {
+                    let mut trial = given.clone();
+                    if let Some(last) = trial.last_mut() {
+                        last.1 = (*v).to_owned();
+                    }
+                    !matches!(envy::prefixed(prefix).from_iter::<_, T>(trial), Err(envy::Error::Custom(_)))
+                });
+                let value = value.ok_or_else(|| format!("{prefix}{}: no placeholder parses", field.to_uppercase()))?;
+                if let Some(last) = given.last_mut() {
+                    last.1 = value.to_owned();
+                }
+            }
+            Err(envy::Error::Custom(message)) => return Err(format!("{prefix}*: {message}")),
+        }
+    }
+    Err(format!("{prefix}*: required variables did not converge"))
+}
+
+/// The variables every twinshop process reads besides its own:
+/// `SHUTDOWN_TIMEOUT`, `EVENTS_NAMESPACE`, `OTEL_*` and `RUST_LOG`.
+pub fn shared_variables() -> Result<Vec<Variable>, String> {
+    let mut vars = variables::<PlatformConfig>("")?;
+    vars.extend(variables::<crate::telemetry::TelemetryConfig>("OTEL_")?);
+    vars.push(Variable { name: "RUST_LOG".into(), required: false });
+    Ok(vars)
+}
+
+/// Merges the variable lists of a process's config parts (`JWT_` may be
+/// read by two of them): one entry per name, required if any part needs it.
+pub fn merge_variables(parts: impl IntoIterator<Item = Vec<Variable>>) -> Vec<Variable> {
+    let mut merged: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    for var in parts.into_iter().flatten() {
+        *merged.entry(var.name).or_default() |= var.required;
+    }
+    merged.into_iter().map(|(name, required)| Variable { name, required }).collect()
+}
+
+/// A serde `Deserializer` that only records the field names of the struct
+/// asked for, then stops.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("field names recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
 /// Reads `T` or exits the process with code 64 and a message on stderr.
 /// Call it before any port is bound or any log is written.
 pub fn load_or_exit<T: DeserializeOwned>(prefix: &str) -> T {
@@ -150,6 +251,17 @@ mod tests {
         let err = from_vars::<Example>("X_", vars(&[("X_DATABASE_URL", "u"), ("X_PORT", "1"), ("X_MODE", "maybe")]))
             .expect_err("malformed");
         assert_eq!(err.variable, "X_MODE");
+    }
+
+    #[test]
+    fn variables_lists_every_field_and_which_have_no_default() {
+        let vars = variables::<Example>("X_").expect("a flat struct");
+        let expect = |name: &str, required| Variable { name: name.into(), required };
+        assert_eq!(vars, vec![expect("X_DATABASE_URL", true), expect("X_MODE", false), expect("X_PORT", true)]);
+        let platform = variables::<PlatformConfig>("").expect("platform");
+        assert_eq!(platform, vec![expect("EVENTS_NAMESPACE", false), expect("SHUTDOWN_TIMEOUT", false)]);
+        let merged = merge_variables([vec![expect("A", false), expect("B", true)], vec![expect("A", true)]]);
+        assert_eq!(merged, vec![expect("A", true), expect("B", true)]);
     }
 
     #[test]

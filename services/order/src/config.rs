@@ -4,7 +4,7 @@ use std::{net::IpAddr, time::Duration};
 
 use serde::Deserialize;
 use twinshop_platform::{
-    config::{self, ConfigError, PlatformConfig, Secret},
+    config::{self, ConfigError, PlatformConfig, Secret, Variable},
     http::auth::JwtVerifierConfig,
     telemetry::TelemetryConfig,
 };
@@ -89,7 +89,14 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let order: OrderConfig = config::from_env("ORDER_")?;
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Like [`Config::from_env`], from an explicit list of variables (what
+    /// tests and the deployment checks use).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let order: OrderConfig = config::from_vars("ORDER_", vars.clone())?;
         // The timeouts must nest: the request outlives the calls it makes.
         if order.payment_deadline_ms + order.user_lookup_timeout_ms >= order.request_timeout_ms {
             return Err(ConfigError {
@@ -99,9 +106,21 @@ impl Config {
         }
         Ok(Self {
             order,
-            jwt_verifier: config::from_env("JWT_")?,
-            platform: config::from_env("")?,
-            telemetry: config::from_env("OTEL_")?,
+            jwt_verifier: config::from_vars("JWT_", vars.clone())?,
+            platform: config::from_vars("", vars.clone())?,
+            telemetry: config::from_vars("OTEL_", vars.clone())?,
         })
+    }
+
+    /// Every environment variable this binary reads, derived from the same
+    /// structs [`Config::from_env`] reads (keep the two lists of parts in
+    /// step). The deployment tests hold the compose file and the Kubernetes
+    /// manifests to it.
+    pub fn variables() -> Result<Vec<Variable>, String> {
+        Ok(config::merge_variables([
+            config::variables::<OrderConfig>("ORDER_")?,
+            config::variables::<JwtVerifierConfig>("JWT_")?,
+            config::shared_variables()?,
+        ]))
     }
 }

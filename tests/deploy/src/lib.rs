@@ -1,0 +1,192 @@
+//! What the deployment files must agree on with the binaries they run.
+//!
+//! Why it exists: a schema can say that a compose file or a Deployment is
+//! well-formed, not that it runs *our* binaries correctly. This crate knows
+//! each binary (its image, the variables it reads, the ports it binds) from
+//! the binaries' own config code, so the tests in `tests/` can check the
+//! compose files and the rendered Kubernetes manifests against it: every
+//! required variable set, none set that nothing reads, values that parse,
+//! ports that match. A renamed variable or port fails here, not at deploy.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use twinshop_platform::config::{ConfigError, Variable};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What a deployment needs to know about one twinshop binary.
+#[derive(Debug)]
+pub struct Binary {
+    /// The binary's name, as `cargo build` and the Dockerfile's `BIN` know it.
+    pub name: &'static str,
+    /// The image repository it is deployed as (any tag).
+    pub image: &'static str,
+    variables: fn() -> Result<Vec<Variable>, String>,
+    /// The configuration it would start with, reduced to what deployments
+    /// must match: `(public port, internal port, shutdown timeout in s)`.
+    settings: ReadSettings,
+}
+
+/// Reads a binary's configuration from a list of variables.
+type ReadSettings = fn(Vec<(String, String)>) -> Result<Settings, ConfigError>;
+
+/// The parts of a binary's configuration a deployment has to agree with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub http_port: u16,
+    pub internal_port: u16,
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Every twinshop binary.
+pub const BINARIES: [Binary; 4] = [
+    Binary {
+        name: "user-service",
+        image: "twinshop/user-service",
+        variables: twinshop_user::config::Config::variables,
+        settings: |vars| {
+            let c = twinshop_user::config::Config::from_vars(vars)?;
+            Ok(Settings {
+                http_port: c.user.http_port,
+                internal_port: c.user.internal_port,
+                shutdown_timeout_secs: c.platform.shutdown_timeout,
+            })
+        },
+    },
+    Binary {
+        name: "payment-service",
+        image: "twinshop/payment-service",
+        variables: twinshop_payment::config::Config::variables,
+        settings: |vars| {
+            let c = twinshop_payment::config::Config::from_vars(vars)?;
+            Ok(Settings {
+                http_port: c.payment.http_port,
+                internal_port: c.payment.internal_port,
+                shutdown_timeout_secs: c.platform.shutdown_timeout,
+            })
+        },
+    },
+    Binary {
+        name: "order-service",
+        image: "twinshop/order-service",
+        variables: twinshop_order::config::Config::variables,
+        settings: |vars| {
+            let c = twinshop_order::config::Config::from_vars(vars)?;
+            Ok(Settings {
+                http_port: c.order.http_port,
+                internal_port: c.order.internal_port,
+                shutdown_timeout_secs: c.platform.shutdown_timeout,
+            })
+        },
+    },
+    Binary {
+        name: "monolith",
+        image: "twinshop/monolith",
+        variables: twinshop_monolith::config::Config::variables,
+        settings: |vars| {
+            let c = twinshop_monolith::config::Config::from_vars(vars)?;
+            Ok(Settings {
+                http_port: c.monolith.http_port,
+                internal_port: c.monolith.internal_port,
+                shutdown_timeout_secs: c.platform.shutdown_timeout,
+            })
+        },
+    },
+];
+
+/// The binary an image reference runs (`twinshop/order-service:dev` →
+/// order-service), if it is one of ours.
+pub fn binary_for_image(image: &str) -> Option<&'static Binary> {
+    let repository = image.split('@').next().unwrap_or(image);
+    let repository = match repository.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => repository,
+    };
+    BINARIES.iter().find(|b| b.image == repository)
+}
+
+/// One variable as a deployment sets it: a literal value, or `None` when it
+/// comes from somewhere the test cannot read (a Secret's value, a field
+/// reference, a host variable).
+pub type Environment = BTreeMap<String, Option<String>>;
+
+impl Binary {
+    pub fn variables(&self) -> Vec<Variable> {
+        (self.variables)().unwrap_or_else(|err| panic!("{}: its config structs cannot be listed: {err}", self.name))
+    }
+
+    /// Everything wrong with starting this binary with `env`, one line
+    /// each: a required variable missing, a variable it does not read, or a
+    /// configuration it would refuse. On success, the settings it would run
+    /// with.
+    pub fn check_environment(&self, env: &Environment) -> Result<Settings, Vec<String>> {
+        let known = self.variables();
+        let mut problems = Vec::new();
+        for var in known.iter().filter(|v| v.required) {
+            if !env.contains_key(&var.name) {
+                problems.push(format!("{} requires {}, which is not set", self.name, var.name));
+            }
+        }
+        for name in env.keys() {
+            if !known.iter().any(|v| &v.name == name) {
+                problems.push(format!("{name} is set but {} does not read it", self.name));
+            }
+        }
+        // Values the test cannot see get a placeholder that parses for a
+        // string (they are URLs and keys).
+        let vars = env.iter().map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "opaque".into()))).collect();
+        match (self.settings)(vars) {
+            Ok(settings) if problems.is_empty() => Ok(settings),
+            Ok(_) => Err(problems),
+            Err(err) => {
+                problems.push(format!("{} would refuse to start: {err}", self.name));
+                Err(problems)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_map_to_binaries_with_any_tag_or_registry_port() {
+        assert_eq!(binary_for_image("twinshop/order-service:dev").map(|b| b.name), Some("order-service"));
+        assert_eq!(binary_for_image("twinshop/monolith").map(|b| b.name), Some("monolith"));
+        assert_eq!(binary_for_image("twinshop/monolith@sha256:abc").map(|b| b.name), Some("monolith"));
+        assert!(binary_for_image("postgres:16").is_none());
+    }
+
+    #[test]
+    fn every_binary_lists_its_variables_and_the_check_finds_drift() {
+        for binary in &BINARIES {
+            let vars = binary.variables();
+            assert!(vars.iter().any(|v| v.required), "{}: {vars:?}", binary.name);
+            assert!(vars.iter().any(|v| v.name == "SHUTDOWN_TIMEOUT" && !v.required), "{}", binary.name);
+            assert!(vars.iter().any(|v| v.name == "RUST_LOG"), "{}", binary.name);
+        }
+        let order = binary_for_image("twinshop/order-service").expect("order");
+        let mut env: Environment = order
+            .variables()
+            .into_iter()
+            .filter(|v| v.required)
+            .map(|v| (v.name, Some("http://example:1".to_owned())))
+            .collect();
+        let settings = order.check_environment(&env).expect("the required variables are enough");
+        assert_eq!((settings.http_port, settings.internal_port), (8083, 9083));
+        env.insert("ORDER_HTTP_PORT".into(), Some("18083".into()));
+        assert_eq!(order.check_environment(&env).map(|s| s.http_port), Ok(18083));
+        env.insert("ORDER_CONSISTENCY_MODE".into(), Some("sometimes".into()));
+        assert_eq!(order.check_environment(&env).map_err(|p| p.len()), Err(1), "a value it would refuse");
+        env.remove("ORDER_CONSISTENCY_MODE");
+        env.insert("ORDER_DATABSE_URL".into(), Some("typo".into()));
+        env.remove("ORDER_DATABASE_URL");
+        let problems = order.check_environment(&env).expect_err("one missing, one unknown");
+        assert!(problems.iter().any(|p| p.contains("requires ORDER_DATABASE_URL")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("ORDER_DATABSE_URL is set but")), "{problems:?}");
+    }
+}
