@@ -217,6 +217,12 @@ async fn tampered_expired_and_wrongly_signed_tokens_are_unauthorized() {
         assert_eq!(res.status(), 401, "{what}");
         assert_problem(res, 401, "unauthorized").await;
     }
+    // The 5 s clock leeway: just expired still passes, well expired does not.
+    let claims = |exp: u64| json!({"sub": sub, "iat": now() - 600, "exp": exp, "iss": "twinshop"});
+    let within = sign(&claims(now() - 2), Header::new(Algorithm::EdDSA), &dev_key);
+    assert_eq!(app.get_authed("/v1/users/me", &within).await.status(), 200, "expired 2 s ago, within the leeway");
+    let beyond = sign(&claims(now() - 8), Header::new(Algorithm::EdDSA), &dev_key);
+    assert_problem(app.get_authed("/v1/users/me", &beyond).await, 401, "unauthorized").await;
     let res = app.client.get(format!("{}/v1/users/me", app.public)).send().await.expect("request");
     assert_problem(res, 401, "unauthorized").await;
     let res = app

@@ -230,6 +230,12 @@ async fn assert_problem(res: reqwest::Response, status: u16, code: &str) {
     assert_eq!(body["code"], code, "{body}");
 }
 
+/// `POST /v1/orders/{id}/cancel`.
+async fn cancel(stack: &Stack, token: &str, id: &str) -> reqwest::Response {
+    let url = format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order));
+    stack.client.post(url).bearer_auth(token).send().await.expect("cancel")
+}
+
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.expect(sql);
     n
@@ -371,6 +377,7 @@ async fn with_payment_down_strict_mode_answers_503_and_keeps_a_failed_order_with
     assert_eq!(count(&payments, "SELECT count(*) FROM ledger_entries WHERE kind <> 'top_up'").await, 0);
     assert_eq!(stack.balance(&token).await, 10_000);
     assert_eq!(stack.order(&token, &id.to_string()).await["status"], "failed", "a failed order stays failed");
+    assert_problem(cancel(&stack, &token, &id.to_string()).await, 409, "order_not_cancellable").await;
     orders.close().await;
     payments.close().await;
     stack.assert_settled_and_conserved(SETTLE).await;
@@ -390,6 +397,7 @@ async fn with_payment_down_available_mode_accepts_the_order_pending_and_settles_
     assert_eq!(order["status"], "pending");
     let id = order["id"].as_str().expect("id");
     assert_eq!(stack.order(&token, id).await["status"], "pending", "nobody can settle it while payment is down");
+    assert_problem(cancel(&stack, &token, id).await, 409, "order_not_cancellable").await;
 
     stack.spawn(Svc::Payment).await;
     eventually_status(&stack, &token, id, "confirmed").await;
