@@ -1,0 +1,68 @@
+//! twinshop-loadtest: a load generator for the twinshop public API that
+//! knows nothing but a base URL, so it measures any build the same way.
+//!
+//! It offers load in the **open model** by default (a constant arrival
+//! rate, each request timed from its intended send time, so coordinated
+//! omission cannot hide a stall; the wrk2 approach) or the **closed model**
+//! (N users in a loop, for finding the peak), sends a configurable mix of
+//! realistic shop traffic as a pre-registered pool of users, records HDR
+//! histograms per endpoint, checks afterwards through the API that no money
+//! was lost, and writes JSON, Markdown and HTML reports.
+//!
+//! # Layout
+//!
+//! - [`client`]: the pooled HTTP/1.1 client (hyper-util, TCP_NODELAY, no redirects) bound to one base URL;
+//! - [`engine`]: open and closed models over any [`engine::Operation`]: scheduling, backpressure, timing;
+//! - [`stats`]: histograms, counters and the serializable summaries;
+//! - [`mix`], [`shop`]: the scenario mix and the shop traffic it stands for;
+//! - [`setup`]: the unmeasured user pool and catalog;
+//! - [`check`]: the black-box correctness check after a run;
+//! - [`step`]: one measured step (warm-up, window, check) → [`StepResult`];
+//! - [`report`]: JSON, Markdown and HTML (inline SVG) writers over a list of steps;
+//! - [`progress`], [`cpu`]: the live progress line and the generator's own CPU time;
+//! - [`cli`]: the `loadtest` command line and its runtime (`main.rs` is a shim over it).
+//!
+//! # Using it from another tool
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use std::{path::Path, sync::Arc};
+//! use twinshop_loadtest::{Model, StepConfig, Target, UserPool, fetch_catalog, report, run_step_with};
+//!
+//! let mut config = StepConfig::new("http://127.0.0.1:8080", Model::Open { rate: 400.0 });
+//! let target = Target::new(&config.base_url, config.request_timeout)?;
+//! let catalog = Arc::new(fetch_catalog(&target).await?);
+//! let pool = Arc::new(UserPool::setup(&target, config.setup_for(&catalog, 100)).await?);
+//! let mut steps = Vec::new();
+//! for rate in [200.0, 400.0] {
+//!     config.model = Model::Open { rate };
+//!     config.label = format!("mono @ {rate}");
+//!     steps.push(run_step_with(&target, pool.clone(), catalog.clone(), &config).await?);
+//! }
+//! report::write_reports(Path::new("out"), "mono", &steps)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Depends on tokio, hyper(-util), hdrhistogram and serde; on nothing of
+//! the workspace (like the conformance suite, it is a pure client).
+
+pub mod check;
+pub mod cli;
+pub mod client;
+pub mod cpu;
+pub mod engine;
+pub mod mix;
+pub mod progress;
+pub mod report;
+pub mod setup;
+pub mod shop;
+pub mod stats;
+pub mod step;
+
+pub use check::{CheckReport, check_pool};
+pub use client::Target;
+pub use engine::{Model, Operation, Phase};
+pub use mix::Mix;
+pub use setup::{SetupConfig, UserPool, fetch_catalog};
+pub use stats::{EndpointStats, Outcome, Percentiles, Recorder, Summary};
+pub use step::{StepConfig, StepResult, run_step, run_step_with};
