@@ -6,13 +6,20 @@
 //! wait their turn): a login flood queues instead of exhausting memory.
 //! Unknown emails are checked against a dummy hash with the same parameters,
 //! so they cost the same time as wrong passwords.
+//!
+//! Each of the `concurrency` slots owns its 19 MiB working memory for the
+//! life of the process instead of allocating it per hash. A fresh 19 MiB
+//! allocation per hash makes glibc raise its mmap threshold after the first
+//! free and keep such blocks in per-thread heap arenas: a service that logs
+//! users in on many threads then grows to hundreds of MiB. With the memory
+//! reused, the hashing footprint is fixed at `concurrency` × 19 MiB.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, anyhow};
 use argon2::{
-    Argon2,
-    password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng},
 };
 use tokio::sync::Semaphore;
 
@@ -27,19 +34,72 @@ const DUMMY_HASH: &str =
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Working memory of idle slots; at most one per permit.
+    memory: Arc<Mutex<Vec<Memory>>>,
 }
 
-fn hash_blocking(password: &str) -> anyhow::Result<String> {
+/// One hash's working memory, sized for the parameters new hashes get.
+type Memory = Vec<Block>;
+
+fn new_memory() -> Memory {
+    vec![Block::default(); Params::DEFAULT.block_count()]
+}
+
+/// The argon2 raw output of `password` and `salt` with `params`, computed
+/// in `memory` (resized if a stored hash used other parameters).
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    memory: &mut Memory,
+) -> anyhow::Result<Output> {
+    memory.resize(params.block_count(), Block::default());
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let argon2 = Argon2::new(algorithm, version, params);
+    Output::init_with(len, |out| {
+        argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..]).map_err(Into::into)
+    })
+    .map_err(|e| anyhow!("hashing: {e}"))
+}
+
+/// A new PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
+fn hash_blocking(password: &str, memory: &mut Memory) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow!("hashing: {e}"))
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut raw_salt).map_err(|e| anyhow!("salt: {e}"))?;
+    let params = Params::DEFAULT;
+    let output = compute(Algorithm::Argon2id, Version::V0x13, params.clone(), password.as_bytes(), raw_salt, memory)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow!("params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify_blocking(password: &str, hash: &str) -> anyhow::Result<bool> {
+/// Whether `password` matches the PHC string `hash` (compared in constant
+/// time, by `Output`'s equality).
+fn verify_blocking(password: &str, hash: &str, memory: &mut Memory) -> anyhow::Result<bool> {
     let parsed = PasswordHash::new(hash).map_err(|e| anyhow!("stored hash is malformed: {e}"))?;
-    Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| anyhow!("stored hash: {e}"))?;
+    let version = parsed.version.map(Version::try_from).transpose().map_err(|e| anyhow!("stored hash: {e}"))?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(anyhow!("stored hash has no salt or no output"));
+    };
+    let mut params = Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
+    if params.output_len() != Some(expected.len()) {
+        let mut builder = argon2::ParamsBuilder::new();
+        builder.m_cost(params.m_cost()).t_cost(params.t_cost()).p_cost(params.p_cost()).output_len(expected.len());
+        params = builder.build().map_err(|e| anyhow!("stored hash parameters: {e}"))?;
+    }
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut raw_salt).map_err(|e| anyhow!("stored salt: {e}"))?;
+    let computed = compute(algorithm, version.unwrap_or_default(), params, password.as_bytes(), raw_salt, memory)?;
+    Ok(computed == expected)
 }
 
 impl PasswordHasher {
@@ -47,23 +107,38 @@ impl PasswordHasher {
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
         let n =
             if concurrency == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { concurrency };
-        Ok(Self { permits: Arc::new(Semaphore::new(n)) })
+        Ok(Self { permits: Arc::new(Semaphore::new(n)), memory: Arc::default() })
+    }
+
+    /// Runs `work` on the blocking pool with a slot's memory, once a slot
+    /// is free.
+    async fn with_memory<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Memory) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        let idle = self.memory.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let pool = self.memory.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut memory = idle.unwrap_or_else(new_memory);
+            let result = work(&mut memory);
+            pool.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
+            result
+        })
+        .await
+        .context("hash task panicked")?
     }
 
     pub async fn hash(&self, password: Password) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
-        tokio::task::spawn_blocking(move || hash_blocking(password.expose())).await.context("hash task panicked")?
+        self.with_memory(move |memory| hash_blocking(password.expose(), memory)).await
     }
 
     /// `true` if `password` matches `hash`; with no hash (unknown user) it
     /// does the same work and answers `false`.
     pub async fn verify(&self, password: Password, hash: Option<String>) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let matches = tokio::task::spawn_blocking(move || verify_blocking(password.expose(), &hash))
-            .await
-            .context("verify task panicked")??;
+        let matches = self.with_memory(move |memory| verify_blocking(password.expose(), &hash, memory)).await?;
         Ok(known && matches)
     }
 }
@@ -85,9 +160,27 @@ mod tests {
 
     #[test]
     fn the_dummy_hash_has_the_parameters_real_hashes_get() {
-        let real = hash_blocking("anything at all").expect("hash");
+        let real = hash_blocking("anything at all", &mut new_memory()).expect("hash");
         let params = |h: &str| h.split('$').take(4).collect::<Vec<_>>().join("$");
         assert_eq!(params(DUMMY_HASH), params(&real));
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_that_the_argon2_crate_verifies_and_vice_versa() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let mut memory = new_memory();
+        let ours = hash_blocking("correct horse battery", &mut memory).expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("PHC");
+        assert!(Argon2::default().verify_password(b"correct horse battery", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong horse battery", &parsed).is_err());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default().hash_password(b"correct horse battery", &salt).expect("hash").to_string();
+        assert!(verify_blocking("correct horse battery", &theirs, &mut memory).expect("verify"));
+        assert!(!verify_blocking("wrong horse battery", &theirs, &mut memory).expect("verify"));
+        // Other parameters (an older hash, say) still verify, in resized memory.
+        let cheap = Argon2::from(Params::new(8 * 1024, 1, 1, None).expect("params"));
+        let old = cheap.hash_password(b"correct horse battery", &salt).expect("hash").to_string();
+        assert!(verify_blocking("correct horse battery", &old, &mut memory).expect("verify"));
     }
 }
