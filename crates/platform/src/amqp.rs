@@ -205,8 +205,10 @@ impl AmqpPublisher {
         let span = tracing::info_span!("amqp.publish", otel.name = format!("{} publish", msg.event_type),
             otel.kind = "producer", event_type = msg.event_type, event_id = %msg.event_id);
         propagation::set_parent(&span, propagation::extract_map(&msg.trace_context));
-        let _entered = span.enter();
-        let mut context = propagation::current_headers();
+        // Entered only to read its context: a guard held across the await
+        // below would corrupt the span stack of whichever thread resumes the
+        // task (tracing panics on it under load). The await is instrumented.
+        let mut context = span.in_scope(propagation::current_headers);
         if !context.contains_key("traceparent") {
             // The publish span is not recorded here (no OTel layer, or the
             // log level filters it out): pass the writer's context on as is
@@ -224,9 +226,9 @@ impl AmqpPublisher {
             .with_type(msg.event_type.clone().into())
             .with_headers(headers);
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-        ch.basic_publish(self.exchange.clone().into(), msg.event_type.clone().into(), options, &msg.body, props)
-            .await
-            .context("publishing")
+        let publish =
+            ch.basic_publish(self.exchange.clone().into(), msg.event_type.clone().into(), options, &msg.body, props);
+        tracing::Instrument::instrument(publish, span).await.context("publishing")
     }
 }
 
