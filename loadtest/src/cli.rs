@@ -33,6 +33,9 @@ pub enum Command {
     Run(RunArgs),
     /// Re-renders the reports from one or more results.json files (their steps, in order).
     Report(ReportArgs),
+    /// The monolith and the microservices side by side on this machine: throughput at the SLO,
+    /// CPU per order by process, memory, database ceilings, hop cost (see the README).
+    Compare(crate::compare::CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,7 +109,7 @@ impl Cli {
     pub fn threads(&self) -> usize {
         match &self.command {
             Command::Run(args) => args.threads,
-            Command::Report(_) => 1,
+            Command::Report(_) | Command::Compare(_) => 1,
         }
     }
 }
@@ -203,6 +206,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             writeln!(out, "reports: {}, {}, {}", files.json.display(), files.markdown.display(), files.html.display())?;
             Ok(if step.correct() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Compare(args) => crate::compare::run(args).await,
         Command::Report(args) => {
             let mut steps = Vec::new();
             for input in &args.inputs {
@@ -233,7 +237,7 @@ mod tests {
         argv.extend(args);
         match Cli::try_parse_from(argv)?.command {
             Command::Run(run) => run.step_config(),
-            Command::Report(_) => bail!("not a run"),
+            Command::Report(_) | Command::Compare(_) => bail!("not a run"),
         }
     }
 

@@ -20,6 +20,8 @@
 //! - [`step`]: one measured step (warm-up, window, check) → [`StepResult`];
 //! - [`report`]: JSON, Markdown and HTML (inline SVG) writers over a list of steps;
 //! - [`progress`], [`cpu`]: the live progress line and the generator's own CPU time;
+//! - [`compare`]: `loadtest compare`, both builds side by side (starting them, CPU and memory per
+//!   process from `/proc`, pgbench ceilings, hop probes, the comparison report);
 //! - [`cli`]: the `loadtest` command line and its runtime (`main.rs` is a shim over it).
 //!
 //! # Using it from another tool
@@ -45,10 +47,13 @@
 //!
 //! Depends on tokio, hyper(-util), hdrhistogram and serde; on nothing of
 //! the workspace (like the conformance suite, it is a pure client).
+//! `compare` also runs programs: `scripts/run-local`, `cargo`, `psql` and
+//! `pgbench`, and reads `/proc`.
 
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod cpu;
 pub mod engine;
 pub mod mix;
@@ -65,4 +70,4 @@ pub use engine::{Model, Operation, Phase};
 pub use mix::Mix;
 pub use setup::{SetupConfig, UserPool, fetch_catalog};
 pub use stats::{EndpointStats, Outcome, Percentiles, Recorder, Summary};
-pub use step::{StepConfig, StepResult, run_step, run_step_with};
+pub use step::{StepConfig, StepResult, WindowEdge, run_step, run_step_observed, run_step_with};

@@ -188,6 +188,15 @@ pub async fn run_step(config: &StepConfig, setup_users: usize) -> Result<StepRes
     run_step_with(&target, Arc::new(pool), Arc::new(catalog), config).await
 }
 
+/// An edge of the measured window, for [`run_step_observed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEdge {
+    /// The warm-up is over; the measured window starts now.
+    Start,
+    /// The last measured request completed; the check has not started.
+    End,
+}
+
 /// A step with a pool set up beforehand (so a series of steps can share
 /// one): warm-up, the measured window, then (if configured) the check of
 /// every pool user. The check covers everything the pool ever did.
@@ -196,6 +205,20 @@ pub async fn run_step_with(
     pool: Arc<UserPool>,
     catalog: Arc<Vec<Product>>,
     config: &StepConfig,
+) -> Result<StepResult> {
+    run_step_observed(target, pool, catalog, config, |_| {}).await
+}
+
+/// [`run_step_with`], calling `observe` right at the start and the end of
+/// the measured window (warm-up and check excluded): `compare` samples the
+/// CPU time of every process there, so the check's own traffic never lands
+/// in the cost of the load.
+pub async fn run_step_observed(
+    target: &Target,
+    pool: Arc<UserPool>,
+    catalog: Arc<Vec<Product>>,
+    config: &StepConfig,
+    mut observe: impl FnMut(WindowEdge),
 ) -> Result<StepResult> {
     let shop =
         Arc::new(Shop { target: target.clone(), pool: pool.clone(), catalog, mix: config.mix, seed: config.seed });
@@ -212,9 +235,11 @@ pub async fn run_step_with(
     }
     let recorder = Arc::new(Recorder::new());
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    observe(WindowEdge::Start);
     let cpu_before = process_cpu_time();
     let ran = engine::run(&phase(config.duration, config.max_requests, "measure"), shop, recorder.clone()).await;
     let cpu_after = process_cpu_time();
+    observe(WindowEdge::End);
     let summary = recorder.summary(ran.window);
     let generator = cpu_before.zip(cpu_after).map(|(before, after)| {
         let cpu = after.saturating_sub(before);

@@ -1,0 +1,42 @@
+-- One placed order in the monolith: seven transactions against one database (schemas users, payments, orders).
+-- Generated from the stores' SQL; see README.md in this folder for what differs and why.
+\set u random(1, 1000)
+\set o random(1, 281474976710655)
+\set e random(1, 281474976710655)
+\set l random(1, 281474976710655)
+-- 1. find_key: is the Idempotency-Key known? (a miss; autocommit)
+SELECT request, order_id, response_status, response_body, lease_until < now() FROM orders.idempotency_keys WHERE user_id = bench_uuid(:u) AND key = 'k' || :o::text;
+-- 2. The catalog: prices come from it, never from the client (autocommit).
+SELECT id, name, price_cents FROM orders.products ORDER BY id;
+-- (The user lookup is a Redis cache hit: no SQL.)
+-- 3. create_pending: the key (leased) and the pending order, in one transaction.
+BEGIN;
+INSERT INTO orders.idempotency_keys (user_id, key, request, order_id, lease_until) VALUES (bench_uuid(:u), 'k' || :o::text, '{"items": [{"product_id": "sku-coffee", "quantity": 2}]}', bench_uuid(:o), now() + make_interval(secs => 10)) ON CONFLICT DO NOTHING;
+INSERT INTO orders.orders (id, user_id, status, items, total_cents, ship_name, ship_line1, ship_city, ship_postal_code, ship_country, created_at, updated_at) VALUES (bench_uuid(:o), bench_uuid(:u), 'pending', '[{"product_id": "sku-coffee", "name": "Coffee beans, 1 kg", "unit_price_cents": 1890, "quantity": 2}]', 3780, 'Load User', '1 Load Street', 'Berlin', '10115', 'DE', now(), now());
+COMMIT;
+-- 4. Charge: lock the wallet, an earlier outcome?, move the money, the ledger entry, the outcome.
+BEGIN;
+SELECT balance_cents FROM payments.wallets WHERE user_id = bench_uuid(:u) FOR UPDATE;
+SELECT order_id, user_id, amount_cents, outcome, balance_after, refunded_at IS NOT NULL AS refunded FROM payments.charges WHERE order_id = bench_uuid(:o);
+UPDATE payments.wallets SET balance_cents = balance_cents + -3780, updated_at = now() WHERE user_id = bench_uuid(:u) RETURNING balance_cents;
+INSERT INTO payments.ledger_entries (id, user_id, kind, amount_cents, order_id) VALUES (bench_uuid(:l), bench_uuid(:u), 'charge', 3780, bench_uuid(:o));
+INSERT INTO payments.charges (order_id, user_id, amount_cents, outcome, balance_after) VALUES (bench_uuid(:o), bench_uuid(:u), 3780, 'charged', 1000);
+COMMIT;
+-- 5. settle: confirmed, the order read back, the event into the outbox (+ NOTIFY), the key's answer.
+BEGIN;
+UPDATE orders.orders SET status = 'confirmed', rejection_reason = NULL, updated_at = now(), void_status = CASE WHEN 'confirmed' = 'failed' THEN 'owed' ELSE void_status END WHERE id = bench_uuid(:o) AND status = 'pending';
+SELECT id, user_id, status, items, total_cents, ship_name, ship_line1, ship_city, ship_postal_code, ship_country, rejection_reason, refund_status, created_at, updated_at FROM orders.orders WHERE id = bench_uuid(:o);
+INSERT INTO orders.outbox (event_id, event_type, body, trace_context) VALUES (bench_uuid(:e), 'order.confirmed', jsonb_build_object('event_id', bench_uuid(:e), 'occurred_at', now(), 'type', 'order.confirmed', 'payload', jsonb_build_object('order_id', bench_uuid(:o), 'user_id', bench_uuid(:u), 'total_cents', 3780)), '{}');
+SELECT pg_notify('outbox_orders', '');
+UPDATE orders.idempotency_keys SET response_status = 201, response_body = jsonb_build_object('id', bench_uuid(:o), 'status', 'confirmed', 'items', '[{"product_id": "sku-coffee", "name": "Coffee beans, 1 kg", "unit_price_cents": 1890, "quantity": 2}]'::jsonb, 'total_cents', 3780, 'currency', 'EUR', 'ship_to', jsonb_build_object('name', 'Load User', 'line1', '1 Load Street', 'city', 'Berlin', 'postal_code', '10115', 'country', 'DE'), 'rejection_reason', NULL, 'refund_status', NULL, 'created_at', now(), 'updated_at', now()) WHERE user_id = bench_uuid(:u) AND key = 'k' || :o::text AND response_status IS NULL;
+COMMIT;
+-- 6. The outbox relay's pass: claim unpublished rows (SKIP LOCKED), publish, mark them published.
+BEGIN;
+SELECT event_id, event_type, body, trace_context, attempts FROM orders.outbox WHERE published_at IS NULL AND next_attempt_at <= now() ORDER BY next_attempt_at, created_at LIMIT 100 FOR UPDATE SKIP LOCKED;
+UPDATE orders.outbox SET published_at = now(), last_error = NULL WHERE event_id IN (SELECT event_id FROM orders.outbox WHERE published_at IS NULL AND next_attempt_at <= now() ORDER BY next_attempt_at, created_at LIMIT 100 FOR UPDATE SKIP LOCKED);
+COMMIT;
+-- 7. The user area's consumer of order.confirmed: the processed event and the stats fact, in one transaction.
+BEGIN;
+INSERT INTO users.processed_events (consumer, event_id) VALUES ('user.order-events', bench_uuid(:e)) ON CONFLICT DO NOTHING;
+INSERT INTO users.user_order_facts (order_id, user_id, total_cents, confirmed, cancelled) VALUES (bench_uuid(:o), bench_uuid(:u), 3780, true, false) ON CONFLICT (order_id) DO UPDATE SET confirmed = user_order_facts.confirmed OR EXCLUDED.confirmed, cancelled = user_order_facts.cancelled OR EXCLUDED.cancelled;
+COMMIT;
