@@ -137,6 +137,27 @@ pub fn dead_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A loopback port for a process the test starts, free when asked.
+///
+/// Chosen at random *below* Linux's ephemeral range (32768 and up), not with
+/// `bind(":0")`: a port the kernel hands out from that range can be taken
+/// as the local port of any outgoing connection (a Postgres client, say)
+/// between this call and the child's `bind`, which made a service fail to
+/// start with "address in use" now and then in CI. Below the range only
+/// another test picking the same random port can collide.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    for _ in 0..100 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + u16::try_from(hasher.finish() % 12_000).expect("below 12000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
+}
+
 /// The development key pair in `dev/keys` (private, public) as PEM.
 pub fn dev_keys() -> (String, String) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dev/keys");

@@ -11,13 +11,9 @@ use std::{
 };
 
 use serde_json::json;
-use twinshop_testkit::{TestDb, dev_keys, eventually, unique_name};
+use twinshop_testkit::{TestDb, dev_keys, eventually, free_port, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_user-service");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 fn base_env(db_url: &str, namespace: &str, http: u16, internal: u16) -> Vec<(String, String)> {
     let (private_key, public_key) = dev_keys();

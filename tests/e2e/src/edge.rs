@@ -42,8 +42,7 @@ impl Edge {
     pub async fn start(user: &str, payment: &str, order: &str) -> Self {
         let dir = std::env::temp_dir().join(unique_name("edge"));
         std::fs::create_dir_all(&dir).expect("edge dir");
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let port = crate::free_port();
         let vars = [
             ("EDGE_PORT", format!("127.0.0.1:{port}")),
             ("USER_UPSTREAM", user.to_owned()),

@@ -79,9 +79,7 @@ pub(crate) fn bin_dir() -> PathBuf {
     exe.parent().and_then(|p| p.parent()).map(PathBuf::from).expect("target dir")
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+pub(crate) use twinshop_testkit::free_port;
 
 struct Ports {
     http: u16,
