@@ -166,6 +166,10 @@ mod tests {
         for binary in &BINARIES {
             let vars = binary.variables();
             assert!(vars.iter().any(|v| v.required), "{}: {vars:?}", binary.name);
+            // The list is complete: the required variables alone start it.
+            let required: Environment =
+                vars.iter().filter(|v| v.required).map(|v| (v.name.clone(), Some("http://example:1".into()))).collect();
+            assert!(binary.check_environment(&required).is_ok(), "{}: {required:?}", binary.name);
             assert!(vars.iter().any(|v| v.name == "SHUTDOWN_TIMEOUT" && !v.required), "{}", binary.name);
             assert!(vars.iter().any(|v| v.name == "RUST_LOG"), "{}", binary.name);
         }

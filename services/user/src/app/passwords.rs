@@ -90,12 +90,8 @@ fn verify_blocking(password: &str, hash: &str, memory: &mut Memory) -> anyhow::R
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         return Err(anyhow!("stored hash has no salt or no output"));
     };
-    let mut params = Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
-    if params.output_len() != Some(expected.len()) {
-        let mut builder = argon2::ParamsBuilder::new();
-        builder.m_cost(params.m_cost()).t_cost(params.t_cost()).p_cost(params.p_cost()).output_len(expected.len());
-        params = builder.build().map_err(|e| anyhow!("stored hash parameters: {e}"))?;
-    }
+    // Carries the stored output's length too.
+    let params = Params::try_from(&parsed).map_err(|e| anyhow!("stored hash parameters: {e}"))?;
     let mut raw_salt = [0u8; 64];
     let raw_salt = salt.decode_b64(&mut raw_salt).map_err(|e| anyhow!("stored salt: {e}"))?;
     let computed = compute(algorithm, version.unwrap_or_default(), params, password.as_bytes(), raw_salt, memory)?;
