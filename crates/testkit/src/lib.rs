@@ -3,7 +3,8 @@
 //! run in parallel without seeing each other.
 //!
 //! The services are found through `TEST_DATABASE_URL` (an admin URL, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`), `TEST_REDIS_URL` and
+//! `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`: plain TCP
+//! on loopback, see `scripts/run-local`), `TEST_REDIS_URL` and
 //! `TEST_AMQP_URL`. When one is unreachable the first test says so plainly
 //! (and `make test` checks before building anything).
 
@@ -18,7 +19,18 @@ use std::{
 use sqlx::{Connection, Executor, PgConnection};
 
 pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
+}
+
+/// `url` pointing at database `name` instead, its parameters kept.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (path, params) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+    let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+    match params {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
 }
 
 pub fn redis_url() -> String {
@@ -95,8 +107,7 @@ impl TestDb {
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .await
             .expect("create the test database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        Self { url: format!("{base}/{name}"), name }
+        Self { url: with_database(&admin, &name), name }
     }
 
     pub async fn connect(&self) -> PgConnection {
@@ -266,5 +277,19 @@ async fn proxy_connection(
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
         // Dropping both streams closes both sides.
         _ = open.wait_for(|open| !*open) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn with_database_swaps_the_name_and_keeps_parameters() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t_1"), "postgres://u@h:5432/t_1");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres?sslmode=disable", "t_1"),
+            "postgres://u@h:5432/t_1?sslmode=disable"
+        );
     }
 }

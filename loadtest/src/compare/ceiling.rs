@@ -174,7 +174,9 @@ async fn pgbench(
     secs: f64,
 ) -> Result<PgbenchRun> {
     let mut cmd = Command::new("pgbench");
-    cmd.args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "1"])
+    // The same transport as the builds get from run-local: plain TCP.
+    cmd.env("PGSSLMODE", "disable")
+        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "1"])
         .args(["-T", &format!("{}", secs.ceil().max(1.0) as u64)])
         .arg("-f")
         .arg(dir.join(script))

@@ -185,6 +185,8 @@ impl Launcher {
             .env("EVENTS_NAMESPACE", &self.namespace)
             .env("RUST_LOG", &self.rust_log)
             .env("PG_URL_BASE", &self.pg)
+            // Plain TCP to Postgres on loopback for both builds (and pgbench).
+            .env("PG_URL_PARAMS", "?sslmode=disable")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log)

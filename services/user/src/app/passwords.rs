@@ -1,18 +1,24 @@
 //! Password hashing with argon2id, bounded.
 //!
-//! Parameters are argon2's defaults, the OWASP recommendation for servers
-//! (19 MiB memory, 2 passes, 1 lane). Each hash holds ~19 MiB and a core
-//! for tens of milliseconds, so at most `concurrency` run at once (others
-//! wait their turn): a login flood queues instead of exhausting memory.
+//! Parameters: argon2id with 7 MiB of memory, 5 passes, 1 lane, one of the
+//! OWASP Password Storage Cheat Sheet's equivalent server configurations
+//! (it lists m=19 MiB/t=2, 12/3, 9/4 and 7/5 as "an equal level of
+//! defense", trading memory for passes). We take the low-memory end: the
+//! CPU cost per hash is about the same, and the resident cost per hashing
+//! slot is 7 MiB instead of 19, which is what a service with a 30 MiB
+//! budget can carry. Each hash holds its memory and a core for tens of
+//! milliseconds, so at most `concurrency` run at once (others wait their
+//! turn): a login flood queues instead of exhausting memory. Hashes stored
+//! with other parameters (argon2's 19 MiB default, say) still verify.
 //! Unknown emails are checked against a dummy hash with the same parameters,
 //! so they cost the same time as wrong passwords.
 //!
-//! Each of the `concurrency` slots owns its 19 MiB working memory for the
-//! life of the process instead of allocating it per hash. A fresh 19 MiB
+//! Each of the `concurrency` slots owns its working memory for the life of
+//! the process instead of allocating it per hash. A fresh multi-MiB
 //! allocation per hash makes glibc raise its mmap threshold after the first
 //! free and keep such blocks in per-thread heap arenas: a service that logs
 //! users in on many threads then grows to hundreds of MiB. With the memory
-//! reused, the hashing footprint is fixed at `concurrency` × 19 MiB.
+//! reused, the hashing footprint is fixed at `concurrency` × 7 MiB.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -25,11 +31,17 @@ use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 
-/// An argon2id hash (default parameters) of a random password nobody knows.
+/// The parameters new hashes get (see the module docs).
+const PARAMS: Params = match Params::new(7 * 1024, 5, 1, None) {
+    Ok(p) => p,
+    Err(_) => panic!("invalid argon2 parameters"),
+};
+
+/// An argon2id hash (with [`PARAMS`]) of a random password nobody knows.
 /// Verifying against it costs exactly what a real verification costs;
 /// being a constant, it costs nothing at start-up.
 const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$hbM9sBh2sT/IJ3KSoAg/DBcedgfOFUtuMQ32BHz8nWA";
+    "$argon2id$v=19$m=7168,t=5,p=1$Lyeg0w+BJ0KTMBIU2wwQIg$Au7PIdkheaWmCowyscwZ1e31zPC7wWdB8Ihi1DJDVoU";
 
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
@@ -42,7 +54,7 @@ pub struct PasswordHasher {
 type Memory = Vec<Block>;
 
 fn new_memory() -> Memory {
-    vec![Block::default(); Params::DEFAULT.block_count()]
+    vec![Block::default(); PARAMS.block_count()]
 }
 
 /// The argon2 raw output of `password` and `salt` with `params`, computed
@@ -64,12 +76,12 @@ fn compute(
     .map_err(|e| anyhow!("hashing: {e}"))
 }
 
-/// A new PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
+/// A new PHC string (`$argon2id$v=19$m=7168,t=5,p=1$salt$hash`).
 fn hash_blocking(password: &str, memory: &mut Memory) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     let mut raw_salt = [0u8; 64];
     let raw_salt = salt.decode_b64(&mut raw_salt).map_err(|e| anyhow!("salt: {e}"))?;
-    let params = Params::DEFAULT;
+    let params = PARAMS;
     let output = compute(Algorithm::Argon2id, Version::V0x13, params.clone(), password.as_bytes(), raw_salt, memory)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
@@ -168,12 +180,17 @@ mod tests {
         let mut memory = new_memory();
         let ours = hash_blocking("correct horse battery", &mut memory).expect("hash");
         let parsed = PasswordHash::new(&ours).expect("PHC");
+        // The crate reads the parameters from the PHC string.
         assert!(Argon2::default().verify_password(b"correct horse battery", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"wrong horse battery", &parsed).is_err());
+        assert_eq!(Params::try_from(&parsed).expect("params").m_cost(), 7 * 1024);
         let salt = SaltString::generate(&mut OsRng);
         let theirs = Argon2::default().hash_password(b"correct horse battery", &salt).expect("hash").to_string();
         assert!(verify_blocking("correct horse battery", &theirs, &mut memory).expect("verify"));
         assert!(!verify_blocking("wrong horse battery", &theirs, &mut memory).expect("verify"));
+        // `theirs` has argon2's default parameters (19 MiB, t=2): hashes
+        // stored before the move to 7 MiB/t=5 still verify.
+        assert!(theirs.contains("m=19456,t=2"), "{theirs}");
         // Other parameters (an older hash, say) still verify, in resized memory.
         let cheap = Argon2::from(Params::new(8 * 1024, 1, 1, None).expect("params"));
         let old = cheap.hash_password(b"correct horse battery", &salt).expect("hash").to_string();
