@@ -26,6 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
+use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
 use tokio::process::{Child, Command};
 
 use super::procs;
@@ -57,6 +58,10 @@ impl Build {
 }
 
 /// The ports one run listens on.
+/// Where [`Ports::free`] picks from: below Linux's default ephemeral range
+/// (32768–60999), above the well-known and the local run's ports.
+pub const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports {
     pub edge: u16,
@@ -65,8 +70,12 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Free ports for the edge and every service port, chosen by binding
-    /// port 0 (all held until all are chosen, so none repeats).
+    /// Free ports for the edge and every service port: random ports in
+    /// [`PORT_RANGE`], below the kernel's ephemeral range, each checked by
+    /// binding it (all held until all are chosen, so none repeats). A port
+    /// from `bind(:0)` would come from the ephemeral range, where an
+    /// outgoing connection (to Postgres, say) can take it before the
+    /// service binds it.
     pub fn free() -> Result<Self> {
         const VARS: [&str; 8] = [
             "USER_HTTP_PORT",
@@ -78,10 +87,24 @@ impl Ports {
             "MONOLITH_HTTP_PORT",
             "MONOLITH_INTERNAL_PORT",
         ];
-        let listeners: Vec<TcpListener> =
-            (0..=VARS.len()).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-        let ports: Vec<u16> =
-            listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?;
+        let mut rng = SmallRng::from_os_rng();
+        let mut held: Vec<TcpListener> = Vec::new();
+        let mut ports: Vec<u16> = Vec::new();
+        for _ in 0..1000 {
+            if ports.len() > VARS.len() {
+                break;
+            }
+            let port = rng.random_range(PORT_RANGE);
+            if ports.contains(&port) {
+                continue;
+            }
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                held.push(listener);
+                ports.push(port);
+            }
+        }
+        ensure!(ports.len() > VARS.len(), "no {} free ports in {PORT_RANGE:?}", VARS.len() + 1);
+        drop(held);
         Ok(Self { edge: ports[0], services: VARS.iter().copied().zip(ports[1..].iter().copied()).collect() })
     }
 
@@ -301,6 +324,7 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 9);
+        assert!(all.iter().all(|port| PORT_RANGE.contains(port)), "{all:?}");
         assert!(p.get("USER_INTERNAL_PORT").is_some());
     }
 }

@@ -30,6 +30,7 @@
 //! 5. **ceilings**: pgbench on throwaway databases, nothing else running;
 //! 6. the report: JSON, Markdown and HTML, headline first.
 
+pub mod broker;
 pub mod ceiling;
 pub mod hops;
 pub mod launch;
@@ -196,6 +197,16 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
             }
         }
     };
+    // 6. What the runs left on RabbitMQ.
+    if given.is_none() {
+        match broker::delete_namespace(&broker::amqp_url(), &launcher.namespace).await {
+            Ok(d) => eprintln!(
+                "compare  RabbitMQ: deleted namespace {} ({} queues with {} messages, {} exchanges)",
+                launcher.namespace, d.queues, d.messages, d.exchanges
+            ),
+            Err(e) => notes.push(format!("RabbitMQ namespace {} was not deleted: {e:#}.", launcher.namespace)),
+        }
+    }
     if given.is_some() {
         notes.push(
             "The builds were given as URLs: they were not restarted between runs (databases not fresh), and \
