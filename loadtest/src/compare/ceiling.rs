@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
 use super::{
-    launch::{Launcher, drop_database},
+    launch::{Launcher, database_url, drop_database},
     procs::{self, OTHER, Scope, Watch, cpu_delta_ms},
 };
 
@@ -141,7 +141,7 @@ async fn prepare(launcher: &Launcher, db: &str, binary: &str, prefix: &str, seed
         let file = dir.join(format!("seed-{db}-{i}.sql"));
         std::fs::write(&file, seed).with_context(|| format!("writing {}", file.display()))?;
         let status = Command::new("psql")
-            .args([&format!("{}/{db}", launcher.pg), "-qX", "-v", "ON_ERROR_STOP=1", "-f"])
+            .args([&database_url(&launcher.pg, db), "-qX", "-v", "ON_ERROR_STOP=1", "-f"])
             .arg(&file)
             .stdout(Stdio::null())
             .status()
@@ -154,7 +154,7 @@ async fn prepare(launcher: &Launcher, db: &str, binary: &str, prefix: &str, seed
 
 async fn psql(pg: &str, db: &str, sql: &str) -> Result<()> {
     let status = Command::new("psql")
-        .args([&format!("{pg}/{db}"), "-qtAXc", sql])
+        .args([&database_url(pg, db), "-qtAXc", sql])
         .stdout(Stdio::null())
         .status()
         .await
@@ -174,13 +174,11 @@ async fn pgbench(
     secs: f64,
 ) -> Result<PgbenchRun> {
     let mut cmd = Command::new("pgbench");
-    // The same transport as the builds get from run-local: plain TCP.
-    cmd.env("PGSSLMODE", "disable")
-        .args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "1"])
+    cmd.args(["-n", "-M", "prepared", "-c", &clients.to_string(), "-j", "1"])
         .args(["-T", &format!("{}", secs.ceil().max(1.0) as u64)])
         .arg("-f")
         .arg(dir.join(script))
-        .arg(format!("{pg}/{db}"));
+        .arg(database_url(pg, db));
     if let Some(r) = rate {
         cmd.args(["-R", &format!("{r:.0}")]);
     }

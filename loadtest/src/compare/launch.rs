@@ -57,11 +57,22 @@ impl Build {
     }
 }
 
-/// The ports one run listens on.
 /// Where [`Ports::free`] picks from: below Linux's default ephemeral range
 /// (32768–60999), above the well-known and the local run's ports.
 pub const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 
+/// Postgres is reached over plain TCP on loopback, by the builds (through
+/// run-local's `PG_URL_PARAMS`), pgbench, psql and `migrate` alike: TLS
+/// there buys nothing and, with sqlx 0.9.0 (no `TCP_NODELAY`), makes every
+/// new connection wait on Nagle and delayed ACKs.
+pub const PG_URL_PARAMS: &str = "?sslmode=disable";
+
+/// `{pg}/{database}` with [`PG_URL_PARAMS`], `pg` being the server's base URL.
+pub fn database_url(pg: &str, database: &str) -> String {
+    format!("{pg}/{database}{PG_URL_PARAMS}")
+}
+
+/// The ports one run listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports {
     pub edge: u16,
@@ -208,8 +219,7 @@ impl Launcher {
             .env("EVENTS_NAMESPACE", &self.namespace)
             .env("RUST_LOG", &self.rust_log)
             .env("PG_URL_BASE", &self.pg)
-            // Plain TCP to Postgres on loopback for both builds (and pgbench).
-            .env("PG_URL_PARAMS", "?sslmode=disable")
+            .env("PG_URL_PARAMS", PG_URL_PARAMS)
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log file")?)
             .stderr(log)
@@ -264,9 +274,9 @@ impl Launcher {
             ("RUST_LOG".to_owned(), "warn".to_owned()),
         ]);
         let p = build_var_prefix;
-        env.insert(format!("{p}_DATABASE_URL"), format!("{}/{database}", self.pg));
+        env.insert(format!("{p}_DATABASE_URL"), database_url(&self.pg, database));
         env.insert(format!("{p}_REDIS_URL"), "redis://127.0.0.1:6379".to_owned());
-        env.insert(format!("{p}_AMQP_URL"), "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+        env.insert(format!("{p}_AMQP_URL"), super::broker::amqp_url());
         env.insert("ORDER_USER_SERVICE_URL".to_owned(), "http://127.0.0.1:9".to_owned());
         env.insert("ORDER_PAYMENT_GRPC_URL".to_owned(), "http://127.0.0.1:9".to_owned());
         Ok(env)
@@ -307,7 +317,7 @@ async fn signal(sig: &str, target: &str) {
 pub async fn drop_database(pg: &str, db: &str) {
     let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
     let done =
-        Command::new("psql").args([&format!("{pg}/postgres"), "-qtAc", &sql]).stdout(Stdio::null()).status().await;
+        Command::new("psql").args([&database_url(pg, "postgres"), "-qtAc", &sql]).stdout(Stdio::null()).status().await;
     if !matches!(done, Ok(s) if s.success()) {
         eprintln!("compare  could not drop the database {db}; drop it by hand");
     }
