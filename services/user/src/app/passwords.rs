@@ -130,6 +130,12 @@ impl PasswordHasher {
         tokio::task::spawn_blocking(move || {
             let mut memory = idle.unwrap_or_else(new_memory);
             let result = work(&mut memory);
+            // A hash stored with bigger parameters (argon2's 19 MiB default,
+            // from before the move to 7 MiB) grew the slot: give it back.
+            if memory.len() > PARAMS.block_count() {
+                memory.truncate(PARAMS.block_count());
+                memory.shrink_to_fit();
+            }
             pool.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
             result
         })
@@ -164,6 +170,20 @@ mod tests {
         assert!(hasher.verify(pw.clone(), Some(hash.clone())).await.expect("verify"));
         assert!(!hasher.verify(Password::for_login("wrong horse battery"), Some(hash)).await.expect("verify"));
         assert!(!hasher.verify(pw, None).await.expect("verify"), "unknown user never matches");
+    }
+
+    #[tokio::test]
+    async fn a_slot_grown_by_an_older_bigger_hash_shrinks_back() {
+        use argon2::password_hash::PasswordHasher as _;
+        let hasher = PasswordHasher::new(1).expect("hasher");
+        let salt = SaltString::generate(&mut OsRng);
+        let old = Argon2::default().hash_password(b"correct horse battery", &salt).expect("hash").to_string();
+        assert!(old.contains("m=19456"), "{old}");
+        let pw = Password::for_login("correct horse battery");
+        assert!(hasher.verify(pw, Some(old)).await.expect("verify"));
+        let slots = hasher.memory.lock().expect("slots");
+        assert_eq!(slots.len(), 1);
+        assert_eq!(slots[0].capacity(), PARAMS.block_count());
     }
 
     #[test]
