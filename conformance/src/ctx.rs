@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::schema;
 
-/// How long an eventually consistent effect may take (API.md: 5 s under
+/// How long an eventually consistent effect may take (docs/api.md: 5 s under
 /// normal operation; twice that before calling it a failure).
 pub const EVENTUALLY: Duration = Duration::from_secs(10);
 
@@ -170,7 +170,7 @@ impl Answer {
 }
 
 /// A field path in one spelling: `items[0].quantity`, `items.0.quantity`
-/// and `items/0/quantity` all become `items.0.quantity` (API.md does not fix
+/// and `items/0/quantity` all become `items.0.quantity` (docs/api.md does not fix
 /// the notation of nested paths).
 pub fn normalize_field(field: &str) -> String {
     field.replace('[', ".").replace(']', "").replace('/', ".").trim_start_matches('.').to_owned()
@@ -483,7 +483,7 @@ impl Ctx {
 }
 
 /// Sums a ledger by kind: `(top-ups, charges, refunds)`, as magnitudes
-/// (API.md does not fix the sign of `amount_cents`).
+/// (docs/api.md does not fix the sign of `amount_cents`).
 pub fn ledger_sums(entries: &[Value]) -> (i64, i64, i64) {
     entries.iter().fold((0, 0, 0), |(t, c, r), e| {
         let amount = e["amount_cents"].as_i64().unwrap_or(0).abs();

@@ -1,6 +1,6 @@
 //! The black-box conformance suite of twinshop's public API.
 //!
-//! Why it exists: API.md is one contract served by two builds (the
+//! Why it exists: docs/api.md is one contract served by two builds (the
 //! microservices behind the edge, and the monolith), and could be served by
 //! more (a service ported to another language behind the same edge). This
 //! crate checks a running deployment against that contract from the
@@ -12,12 +12,12 @@
 //!
 //! - [`run`] runs every case (or those whose name contains a filter) a few
 //!   at a time against a [`Target`] and returns a [`Report`].
-//! - `cases` holds the cases, one module per area of API.md, and the one
+//! - `cases` holds the cases, one module per area of docs/api.md, and the one
 //!   list that names them. A case is a plain `async fn(&Ctx) ->
 //!   anyhow::Result<()>` whose name is a sentence.
 //! - [`ctx`] is what a case gets: the client and shared steps (a fresh user,
 //!   a top-up, an order, a bounded poll for eventual consistency).
-//! - [`schema`] checks each response schema of API.md field by field.
+//! - [`schema`] checks each response schema of docs/api.md field by field.
 //! - `token` reads and breaks JWTs, for the auth cases.
 //!
 //! Each case makes its own users (unique emails), so cases run side by side

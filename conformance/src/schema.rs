@@ -1,4 +1,4 @@
-//! The response schemas of API.md, checked field by field.
+//! The response schemas of docs/api.md, checked field by field.
 //!
 //! Why it exists: the contract promises that every documented field is
 //! always present, with its JSON type, and `null` where it does not apply.

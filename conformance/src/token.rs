@@ -1,7 +1,7 @@
 //! Just enough of JWT to check a token's shape from outside and to forge
 //! bad ones: base64url without padding, and the three dot-separated parts.
 //!
-//! Why it exists: API.md fixes the token's algorithm and claims, and a
+//! Why it exists: docs/api.md fixes the token's algorithm and claims, and a
 //! conformant server must refuse tokens that are tampered with or claim
 //! another algorithm. The suite cannot sign (it has no key), but it can
 //! read a token and break one. Hand-written to keep the dependency list to

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// How long eventually consistent effects may take before they count as
-/// missing (API.md: 5 s under normal operation; twice that here).
+/// missing (docs/api.md: 5 s under normal operation; twice that here).
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Users checked at once.
 const CONCURRENCY: usize = 8;

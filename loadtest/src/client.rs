@@ -54,7 +54,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The problem `code` of an error answer (API.md: every error is
+    /// The problem `code` of an error answer (docs/api.md: every error is
     /// `application/problem+json` with a `code`), if it has one.
     pub fn problem_code(&self) -> Option<String> {
         #[derive(Deserialize)]

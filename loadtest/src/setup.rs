@@ -27,7 +27,7 @@ use crate::client::{Target, bearer};
 
 /// The password of every pool user (10–128 characters).
 const PASSWORD: &str = "loadtest password 0123";
-/// The API's largest single top-up (API.md: 1 … 1,000,000 cents).
+/// The API's largest single top-up (docs/api.md: 1 … 1,000,000 cents).
 pub const MAX_TOP_UP_CENTS: i64 = 1_000_000;
 /// Never top up more than this per user, whatever the estimate says.
 pub const MAX_WALLET_CENTS: i64 = 10 * MAX_TOP_UP_CENTS;

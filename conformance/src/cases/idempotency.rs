@@ -74,7 +74,7 @@ pub async fn concurrent_requests_with_one_key_make_one_order_and_one_charge(ctx:
                 schema::order(order)?;
                 ids.insert(id_of(order)?);
             }
-            // API.md: while the first is processed, a second gets 409.
+            // docs/api.md: while the first is processed, a second gets 409.
             409 => {
                 res.problem(409, "idempotency_key_in_use")?;
             }

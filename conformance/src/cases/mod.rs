@@ -1,4 +1,4 @@
-//! The cases, one module per area of API.md, and the one list of them.
+//! The cases, one module per area of docs/api.md, and the one list of them.
 //!
 //! A case is a plain `async fn name(ctx: &Ctx) -> anyhow::Result<()>`; its
 //! name is the sentence it proves and the name the report shows. To add
@@ -40,7 +40,7 @@ macro_rules! cases {
     };
 }
 
-/// Every case, in the order of API.md.
+/// Every case, in the order of docs/api.md.
 pub fn all() -> Vec<Case> {
     cases![
         users::registering_answers_201_with_every_user_field_and_no_password,

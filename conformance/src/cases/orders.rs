@@ -136,7 +136,7 @@ pub async fn order_items_and_quantities_are_validated_field_by_field(ctx: &Ctx) 
         res.invalid(&fields).map_err(|e| e.context(format!("items {items}")))?;
     }
     ctx.post("/v1/orders").user(&user).json(&json!({})).send().await?.invalid(&["items"])?;
-    // A product twice: API.md does not say which occurrence is to blame.
+    // A product twice: docs/api.md does not say which occurrence is to blame.
     let res = ctx.place(&user, json!([tea(json!(1)), tea(json!(2))]), None).await?;
     let listed = error_fields(res.problem(400, "validation_failed")?);
     ensure!(listed.iter().any(|f| f.starts_with("items")), "a repeated product must be blamed on items: {listed:?}");

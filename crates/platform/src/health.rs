@@ -1,7 +1,7 @@
 //! `/livez`, `/readyz` and `/metrics`: the operational endpoints served on
 //! every process's internal port.
 //!
-//! Readiness checks only the process's *own* dependencies (DESIGN.md §4):
+//! Readiness checks only the process's *own* dependencies (docs/design.md §4):
 //! a critical one (its database) down → 503; a degradable one (Redis,
 //! RabbitMQ) down → still 200, reported `degraded`. A peer service is never
 //! checked, so a payment outage cannot take the order pods out of rotation.

@@ -1,5 +1,5 @@
 //! `Idempotency-Key`: what a client sends so a retried request has no
-//! further effect (API.md): 1–255 visible ASCII characters, scoped per user
+//! further effect (docs/api.md): 1–255 visible ASCII characters, scoped per user
 //! and endpoint. The stores keep the key with a fingerprint of the request
 //! (its parsed JSON) and the first answer.
 

@@ -1,4 +1,4 @@
-//! Cursor pagination, newest first, as API.md specifies: ordered by
+//! Cursor pagination, newest first, as docs/api.md specifies: ordered by
 //! `(created_at, id)` descending; `limit` 1–100 (default 20); the cursor is
 //! opaque (base64url of the last item's position); a malformed cursor or
 //! limit is `validation_failed`.

@@ -1,7 +1,7 @@
 //! The one error table: every stable error `code` twinshop answers with, and
 //! what it means in HTTP and in gRPC.
 //!
-//! Why it exists: API.md lists the codes; this is the only place that knows
+//! Why it exists: docs/api.md lists the codes; this is the only place that knows
 //! their status. Use-case errors map to an [`ErrorCode`] in each area's edge
 //! adapter; the edge turns that into `application/problem+json` (HTTP) or a
 //! `tonic::Status` (gRPC). 5xx bodies are opaque: the cause goes to the log.

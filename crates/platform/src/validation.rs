@@ -1,6 +1,6 @@
 //! Field-level validation problems, shared by every area's domain parsers.
 //!
-//! Why it exists: API.md promises one `errors` entry per bad field. Domain
+//! Why it exists: docs/api.md promises one `errors` entry per bad field. Domain
 //! newtypes report what is wrong with *their* value; the HTTP adapter adds the
 //! field path and collects them. Nothing here knows about HTTP.
 

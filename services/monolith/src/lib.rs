@@ -3,7 +3,7 @@
 //! Why it exists: to compare architectures honestly, the monolith runs the
 //! areas' domain and use-case code unchanged, with the same transaction
 //! boundaries and asynchronous steps as the microservices. Only adapters
-//! differ (DESIGN.md §3):
+//! differ (docs/design.md §3):
 //! - the order area's `UserDirectory` and `PaymentGateway` ports call the
 //!   other areas' application services directly ([`adapters`]);
 //! - events go from the same outboxes to the same consumers in-process,

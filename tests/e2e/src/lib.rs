@@ -366,7 +366,7 @@ impl Stack {
         res.json().await.expect("json")
     }
 
-    /// The money invariants of DESIGN.md §6, checked across both databases
+    /// The money invariants of docs/design.md §6, checked across both databases
     /// once nothing is pending. Returns a list of violations (empty = ok).
     pub async fn money_violations(&self) -> Vec<String> {
         let orders = self.db(Svc::Order).await;

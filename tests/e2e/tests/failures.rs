@@ -1,4 +1,4 @@
-//! The microservices build under failure (DESIGN.md §6): processes killed
+//! The microservices build under failure (docs/design.md §6): processes killed
 //! with SIGKILL mid-traffic, a dependency down, the broker unreachable. Each
 //! test ends by checking that every order settled and not a cent was made
 //! or lost.

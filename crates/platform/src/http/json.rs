@@ -1,4 +1,4 @@
-//! Reading JSON request bodies the way API.md promises.
+//! Reading JSON request bodies the way docs/api.md promises.
 //!
 //! A body that is not JSON, or not a JSON object, is `malformed_json`; a body
 //! without `Content-Type: application/json` is `unsupported_media_type`; a

@@ -32,7 +32,7 @@ use crate::{
     propagation,
 };
 
-/// Request bodies above this are `413 payload_too_large` (API.md).
+/// Request bodies above this are `413 payload_too_large` (docs/api.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -1,6 +1,6 @@
 //! Placing, reading and cancelling orders, and the sweeper.
 //!
-//! Placement follows DESIGN.md §2 step by step: look the user up, record the
+//! Placement follows docs/design.md §2 step by step: look the user up, record the
 //! order `pending` together with the idempotency key, charge, settle. Each
 //! step is its own short transaction; what ties them together across
 //! crashes is the order row itself (still `pending`) and the key's lease.

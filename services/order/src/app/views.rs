@@ -45,7 +45,7 @@ struct OrderJson<'a> {
     updated_at: time::OffsetDateTime,
 }
 
-/// `Order` as API.md defines it.
+/// `Order` as docs/api.md defines it.
 pub fn order_json(order: &Order) -> Value {
     let a = &order.ship_to.address;
     let json = OrderJson {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Largest single top-up (API.md: 1 … 1,000,000 cents).
+/// Largest single top-up (docs/api.md: 1 … 1,000,000 cents).
 pub const TOP_UP_MAX: i64 = 1_000_000;
 /// Largest single charge: well above any order the catalog allows
 /// (50 lines × 100 units × the priciest product), far below overflow.

@@ -1,6 +1,6 @@
 //! `Email`: a plausible, normalised email address.
 //!
-//! Uniqueness is case-insensitive (API.md), so the canonical form compares
+//! Uniqueness is case-insensitive (docs/api.md), so the canonical form compares
 //! lower-cased while the address is kept as the user typed it (trimmed).
 
 use std::fmt;
