@@ -1,23 +1,28 @@
-//! What every case gets: the target's base URL, one HTTP client, and the
-//! steps most cases share (a fresh user, a top-up, an order, a poll).
+//! What every case gets: the target's base URL, one client, and the steps
+//! most cases share (a fresh user, a top-up, an order, a poll).
 //!
 //! Why it exists: cases should read like the contract ("a new user tops up
 //! and orders a coffee"), not like HTTP plumbing. Every helper that expects
 //! success checks the status *and* the schema of what it got, so a case
 //! that only means to set something up still fails loudly, naming the
 //! request, when the target answers otherwise.
+//!
+//! Requests go out through twinshop-client's raw layer (the suite sends
+//! what no typed client would: broken bodies, forged tokens, odd header
+//! bytes) with its exchange recorder on, so every answer of a run can be
+//! held to the OpenAPI document afterwards ([`Exchange`]).
 
 use std::{
     future::Future,
     ops::ControlFlow,
-    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use reqwest::{Method, RequestBuilder, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
+pub use twinshop_client::Exchange;
+use twinshop_client::{Client, ExchangeLog, HeaderMap, Method, RequestBuilder, Response};
 use uuid::Uuid;
 
 use crate::schema;
@@ -184,37 +189,17 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One request and its answer, as the suite saw it: what
-/// [`Report::exchanges`](crate::Report::exchanges) lists, so the answers can
-/// be checked against a machine-readable contract (e.g. the OpenAPI
-/// document) after a run.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    pub method: String,
-    /// The URL path, percent-encoded as sent, without the query.
-    pub path: String,
-    pub status: u16,
-    /// The response's media type, lowercase, without parameters.
-    pub media_type: String,
-    /// The response body, if it is JSON.
-    pub body: Option<Value>,
-}
-
-/// Every exchange of a run, in the order the answers arrived.
-type Exchanges = Arc<Mutex<Vec<Exchange>>>;
-
-/// A request under construction (wraps reqwest's builder, keeping the
+/// A request under construction (wraps the client's builder, keeping the
 /// method and path for messages).
 #[derive(Debug)]
-pub struct Req {
+pub struct Req<'a> {
     request: String,
-    builder: RequestBuilder,
-    exchanges: Exchanges,
+    builder: RequestBuilder<'a>,
 }
 
-impl Req {
+impl Req<'_> {
     pub fn token(mut self, token: &str) -> Self {
-        self.builder = self.builder.bearer_auth(token);
+        self.builder = self.builder.token(token);
         self
     }
 
@@ -229,10 +214,7 @@ impl Req {
 
     /// A body sent as is, with this `Content-Type` (none if `None`).
     pub fn raw(mut self, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Self {
-        if let Some(ct) = content_type {
-            self.builder = self.builder.header("content-type", ct);
-        }
-        self.builder = self.builder.body(body.into());
+        self.builder = self.builder.body(content_type, body.into());
         self
     }
 
@@ -243,72 +225,68 @@ impl Req {
 
     /// A header value that need not be valid UTF-8 or visible ASCII.
     pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
-        self.builder = self.builder.header(name, value);
+        self.builder = self.builder.header_bytes(name, value);
         self
     }
 
-    pub fn key(self, key: Option<&str>) -> Self {
-        match key {
-            Some(k) => self.header("idempotency-key", k),
-            None => self,
-        }
+    pub fn key(mut self, key: Option<&str>) -> Self {
+        self.builder = self.builder.idempotency_key(key);
+        self
     }
 
     pub async fn send(self) -> Result<Answer> {
-        let res = self.builder.send().await.with_context(|| format!("{}: no answer", self.request))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let method = self.request.split(' ').next().unwrap_or_default().to_owned();
-        let path = res.url().path().to_owned();
-        let text = res.text().await.with_context(|| format!("{}: the body could not be read", self.request))?;
-        let json: Option<Value> = serde_json::from_str(&text).ok();
-        let answer = Answer { request: self.request, status, headers, text, json };
-        let exchange = Exchange { method, path, status, media_type: answer.media_type(), body: answer.json.clone() };
-        self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).push(exchange);
-        Ok(answer)
+        let Self { request, builder } = self;
+        let res = builder.send().await?;
+        Ok(Answer::read(request, &res))
+    }
+}
+
+impl Answer {
+    fn read(request: String, res: &Response) -> Self {
+        Self {
+            request,
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            text: res.text().into_owned(),
+            json: serde_json::from_slice(res.body()).ok(),
+        }
     }
 }
 
 /// The suite's view of one target.
 #[derive(Debug)]
 pub struct Ctx {
-    base_url: String,
-    http: reqwest::Client,
+    client: Client,
     catalog: OnceCell<Vec<Product>>,
-    exchanges: Exchanges,
+    exchanges: ExchangeLog,
 }
 
 impl Ctx {
     pub fn new(base_url: &str) -> Result<Self> {
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("building the HTTP client")?;
-        Ok(Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            http,
-            catalog: OnceCell::new(),
-            exchanges: Exchanges::default(),
-        })
+        let exchanges = ExchangeLog::new();
+        let client =
+            Client::builder().timeout(Duration::from_secs(30)).recorder(exchanges.recorder()).build(base_url)?;
+        Ok(Self { client, catalog: OnceCell::new(), exchanges })
     }
 
-    pub fn request(&self, method: Method, path: &str) -> Req {
-        let builder = self.http.request(method.clone(), format!("{}{path}", self.base_url));
-        Req { request: format!("{method} {path}"), builder, exchanges: self.exchanges.clone() }
+    pub fn request(&self, method: Method, path: &str) -> Req<'_> {
+        Req { request: format!("{method} {path}"), builder: self.client.request(method, path) }
     }
 
     /// Every exchange so far (see [`Exchange`]).
     pub fn exchanges(&self) -> Vec<Exchange> {
-        self.exchanges.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.exchanges.exchanges()
     }
 
-    pub fn get(&self, path: &str) -> Req {
+    pub fn get(&self, path: &str) -> Req<'_> {
         self.request(Method::GET, path)
     }
 
-    pub fn post(&self, path: &str) -> Req {
+    pub fn post(&self, path: &str) -> Req<'_> {
         self.request(Method::POST, path)
     }
 
-    pub fn patch(&self, path: &str) -> Req {
+    pub fn patch(&self, path: &str) -> Req<'_> {
         self.request(Method::PATCH, path)
     }
 

@@ -4,9 +4,11 @@
 //! microservices behind the edge, and the monolith), and could be served by
 //! more (a service ported to another language behind the same edge). This
 //! crate checks a running deployment against that contract from the
-//! outside: it speaks HTTP to a base URL and knows nothing else. It depends
-//! on no twinshop crate, no database driver and no test kit, on purpose:
-//! whatever it needs to know, a client could know too.
+//! outside: it speaks HTTP to a base URL and knows nothing else. Of
+//! twinshop's crates it depends only on the black-box client
+//! (`twinshop-client`, written from the contract alone), and on no database
+//! driver and no test kit, on purpose: whatever it needs to know, a client
+//! could know too.
 //!
 //! # Layout
 //!
@@ -15,8 +17,9 @@
 //! - `cases` holds the cases, one module per area of docs/api.md, and the one
 //!   list that names them. A case is a plain `async fn(&Ctx) ->
 //!   anyhow::Result<()>` whose name is a sentence.
-//! - [`ctx`] is what a case gets: the client and shared steps (a fresh user,
-//!   a top-up, an order, a bounded poll for eventual consistency).
+//! - [`ctx`] is what a case gets: the client (twinshop-client's raw layer,
+//!   recording every exchange) and shared steps (a fresh user, a top-up, an
+//!   order, a bounded poll for eventual consistency).
 //! - [`schema`] checks each response schema of docs/api.md field by field.
 //! - `token` reads and breaks JWTs, for the auth cases.
 //!
@@ -70,6 +73,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether every case that ran passed.
     pub fn is_success(&self) -> bool {
         self.failed.is_empty()
     }

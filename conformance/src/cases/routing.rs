@@ -2,7 +2,7 @@
 //! problem+json.
 
 use anyhow::{Result, bail};
-use reqwest::Method;
+use twinshop_client::Method;
 use uuid::Uuid;
 
 use crate::ctx::Ctx;

@@ -1,8 +1,8 @@
 //! `POST /v1/sessions` and the bearer token every 🔒 endpoint requires.
 
 use anyhow::{Result, ensure};
-use reqwest::Method;
 use serde_json::{Value, json};
+use twinshop_client::Method;
 use uuid::Uuid;
 
 use crate::{

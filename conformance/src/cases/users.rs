@@ -107,7 +107,7 @@ pub async fn unknown_fields_are_ignored_and_a_charset_is_fine(ctx: &Ctx) -> Resu
 
 /// One request to each endpoint that takes a JSON body (with a token where
 /// it needs one), for the body rules all of them share.
-fn json_requests(ctx: &Ctx, user: &User) -> Vec<Req> {
+fn json_requests<'a>(ctx: &'a Ctx, user: &User) -> Vec<Req<'a>> {
     vec![
         ctx.post("/v1/users"),
         ctx.post("/v1/sessions"),
