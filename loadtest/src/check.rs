@@ -10,18 +10,16 @@
 //! speed.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use futures_util::{StreamExt as _, stream};
 use serde::{Deserialize, Serialize};
+use twinshop_client::{Client, LedgerEntry, Order};
 
-use crate::{
-    client::Target,
-    setup::{PoolUser, UserPool},
-};
+use crate::setup::{PoolUser, UserPool};
 
 /// How long eventually consistent effects may take before they count as
 /// missing (docs/api.md: 5 s under normal operation; twice that here).
@@ -31,20 +29,36 @@ const CONCURRENCY: usize = 8;
 /// Violations kept in the report (all are counted).
 const MAX_LISTED: usize = 50;
 
-/// An order as listed by `GET /v1/orders`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What the invariants need of an order listed by `GET /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderView {
     pub id: String,
     pub status: String,
     pub total_cents: i64,
 }
 
-/// A ledger entry as listed by `GET /v1/payments`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        Self { id: o.id.to_string(), status: o.status.as_str().to_owned(), total_cents: o.total_cents }
+    }
+}
+
+/// What the invariants need of a ledger entry listed by `GET /v1/payments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryView {
     pub kind: String,
     pub amount_cents: i64,
     pub order_id: Option<String>,
+}
+
+impl From<&LedgerEntry> for EntryView {
+    fn from(e: &LedgerEntry) -> Self {
+        Self {
+            kind: e.kind.as_str().to_owned(),
+            amount_cents: e.amount_cents,
+            order_id: e.order_id.map(|id| id.to_string()),
+        }
+    }
 }
 
 /// What the check found.
@@ -149,7 +163,7 @@ pub fn evaluate(who: &str, view: &UserView, topped_up: i64, seen: &[String]) -> 
 }
 
 /// Checks every user of the pool (see [`evaluate`]).
-pub async fn check_pool(target: &Target, pool: &UserPool) -> CheckReport {
+pub async fn check_pool(target: &Client, pool: &UserPool) -> CheckReport {
     let started = Instant::now();
     let results: Vec<(usize, Result<UserView>)> = stream::iter(pool.users.iter().enumerate())
         .map(|(i, user)| async move { (i, settled_view(target, user).await) })
@@ -182,7 +196,7 @@ pub async fn check_pool(target: &Target, pool: &UserPool) -> CheckReport {
 }
 
 /// Reads a user until nothing is on its way any more, or the settle timeout.
-async fn settled_view(target: &Target, user: &PoolUser) -> Result<UserView> {
+async fn settled_view(target: &Client, user: &PoolUser) -> Result<UserView> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let view = read_view(target, user).await?;
@@ -193,59 +207,20 @@ async fn settled_view(target: &Target, user: &PoolUser) -> Result<UserView> {
     }
 }
 
-async fn read_view(target: &Target, user: &PoolUser) -> Result<UserView> {
-    #[derive(Deserialize)]
-    struct Wallet {
-        balance_cents: i64,
-    }
+async fn read_view(target: &Client, user: &PoolUser) -> Result<UserView> {
+    let api = target.as_user(&user.bearer);
     // Orders, then the ledger, then the wallet: an entry the ledger shows
     // is already in the balance read after it; one that lands between the
     // two reads belongs to an order that still looks unsettled (a refund
     // missing, a pending order), so the view is read again.
-    let orders = all_pages(target, user, "/v1/orders").await?;
-    let ledger = all_pages(target, user, "/v1/payments").await?;
-    let wallet: Wallet = target.get("/v1/wallet", Some(&user.auth)).await?.json(200, "GET /v1/wallet")?;
-    Ok(UserView { orders, ledger, balance_cents: wallet.balance_cents })
-}
-
-/// Every item of a paginated list (limit 100, following `next_cursor`).
-async fn all_pages<T: for<'de> Deserialize<'de>>(target: &Target, user: &PoolUser, path: &str) -> Result<Vec<T>> {
-    #[derive(Deserialize)]
-    struct Page<T> {
-        items: Vec<T>,
-        next_cursor: Option<String>,
-    }
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut seen_cursors = HashMap::new();
-    loop {
-        let url = match &cursor {
-            Some(c) => format!("{path}?limit=100&cursor={}", encode_query_value(c)),
-            None => format!("{path}?limit=100"),
-        };
-        let page: Page<T> = target.get(&url, Some(&user.auth)).await?.json(200, &format!("GET {path}"))?;
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(next) => {
-                anyhow::ensure!(seen_cursors.insert(next.clone(), ()).is_none(), "GET {path}: the cursors loop");
-                cursor = Some(next);
-            }
-            None => return Ok(all),
-        }
-    }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let orders = api.all_orders().await.context("reading the orders")?;
+    let ledger = api.all_payments().await.context("reading the ledger")?;
+    let wallet = api.wallet().await.context("reading the wallet")?;
+    Ok(UserView {
+        orders: orders.iter().map(OrderView::from).collect(),
+        ledger: ledger.iter().map(EntryView::from).collect(),
+        balance_cents: wallet.balance_cents,
+    })
 }
 
 #[cfg(test)]
@@ -360,11 +335,5 @@ mod tests {
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[0].contains("names order ghost"), "{v:?}");
         assert!(v[1].contains("top-ups add up to 10000, setup topped up 20000"), "{v:?}");
-    }
-
-    #[test]
-    fn cursors_are_percent_encoded() {
-        assert_eq!(encode_query_value("a+b/c=="), "a%2Bb%2Fc%3D%3D");
-        assert_eq!(encode_query_value("AZaz09-._~"), "AZaz09-._~");
     }
 }

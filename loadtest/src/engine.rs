@@ -55,7 +55,7 @@ use crate::{
 /// One kind of request the engine can send. `call(i)` sends request
 /// number `i` of the run and reports what happened; it must not fail (a
 /// failure is an [`Outcome`]) and should bound its own duration (the
-/// [`Target`](crate::Target) applies the request timeout).
+/// [`Client`](crate::Client) applies the request timeout).
 pub trait Operation: Send + Sync + 'static {
     fn call(&self, i: u64) -> impl Future<Output = Outcome> + Send;
 }

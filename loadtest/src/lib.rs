@@ -11,7 +11,6 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: the pooled HTTP/1.1 client (hyper-util, TCP_NODELAY, no redirects) bound to one base URL;
 //! - [`engine`]: open and closed models over any [`engine::Operation`]: scheduling, backpressure, timing;
 //! - [`stats`]: histograms, counters and the serializable summaries;
 //! - [`mix`], [`shop`]: the scenario mix and the shop traffic it stands for;
@@ -29,10 +28,10 @@
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
 //! use std::{path::Path, sync::Arc};
-//! use twinshop_loadtest::{Model, StepConfig, Target, UserPool, fetch_catalog, report, run_step_with};
+//! use twinshop_loadtest::{Client, Model, StepConfig, UserPool, fetch_catalog, report, run_step_with};
 //!
 //! let mut config = StepConfig::new("http://127.0.0.1:8080", Model::Open { rate: 400.0 });
-//! let target = Target::new(&config.base_url, config.request_timeout)?;
+//! let target = Client::builder().timeout(config.request_timeout).build(&config.base_url)?;
 //! let catalog = Arc::new(fetch_catalog(&target).await?);
 //! let pool = Arc::new(UserPool::setup(&target, config.setup_for(&catalog, 100)).await?);
 //! let mut steps = Vec::new();
@@ -45,14 +44,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on tokio, hyper(-util), hdrhistogram and serde; on nothing of
-//! the workspace (like the conformance suite, it is a pure client).
+//! Every request goes through twinshop-client (its raw layer on the hot
+//! path, its typed layer for setup and checks, its internal part for the
+//! hop probes), so the generator is a pure client like the conformance
+//! suite; it also depends on tokio, hdrhistogram and serde, and on
+//! twinshop-contracts only to name the RabbitMQ queues `compare` deletes.
 //! `compare` also runs programs: `scripts/run-local`, `cargo`, `psql` and
 //! `pgbench`, and reads `/proc`.
 
 pub mod check;
 pub mod cli;
-pub mod client;
 pub mod compare;
 pub mod cpu;
 pub mod engine;
@@ -65,9 +66,9 @@ pub mod stats;
 pub mod step;
 
 pub use check::{CheckReport, check_pool};
-pub use client::Target;
 pub use engine::{Model, Operation, Phase};
 pub use mix::Mix;
 pub use setup::{SetupConfig, UserPool, fetch_catalog};
 pub use stats::{EndpointStats, Outcome, Percentiles, Recorder, Summary};
 pub use step::{StepConfig, StepResult, WindowEdge, run_step, run_step_observed, run_step_with};
+pub use twinshop_client::{Client, TransportError};

@@ -18,36 +18,23 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use http::HeaderValue;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+pub use twinshop_client::Product;
+use twinshop_client::{Address, Bearer, Client, NewUser};
 use uuid::Uuid;
-
-use crate::client::{Target, bearer};
 
 /// The password of every pool user (10–128 characters).
 const PASSWORD: &str = "loadtest password 0123";
-/// The API's largest single top-up (docs/api.md: 1 … 1,000,000 cents).
+/// The API's largest single top-up (API.md: 1 … 1,000,000 cents).
 pub const MAX_TOP_UP_CENTS: i64 = 1_000_000;
 /// Never top up more than this per user, whatever the estimate says.
 pub const MAX_WALLET_CENTS: i64 = 10 * MAX_TOP_UP_CENTS;
 
-/// One product of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Product {
-    pub id: String,
-    pub price_cents: i64,
-}
-
 /// `GET /v1/products`, read once before a run.
-pub async fn fetch_catalog(target: &Target) -> Result<Vec<Product>> {
-    #[derive(Deserialize)]
-    struct Products {
-        items: Vec<Product>,
-    }
-    let products: Products = target.get("/v1/products", None).await?.json(200, "GET /v1/products")?;
-    ensure!(!products.items.is_empty(), "the catalog is empty: nothing to order");
-    Ok(products.items)
+pub async fn fetch_catalog(target: &Client) -> Result<Vec<Product>> {
+    let products = target.products().await?;
+    ensure!(!products.is_empty(), "the catalog is empty: nothing to order");
+    Ok(products)
 }
 
 /// How to build the pool.
@@ -85,8 +72,10 @@ pub struct UserOrders {
 #[derive(Debug)]
 pub struct PoolUser {
     pub email: String,
-    /// `Bearer <token>`, ready to send.
-    pub auth: HeaderValue,
+    /// The id registration answered.
+    pub id: Uuid,
+    /// `Authorization: Bearer <token>`, built once, sent with every request.
+    pub bearer: Bearer,
     /// What setup topped up (the ledger must say the same).
     pub topped_up_cents: i64,
     orders: Mutex<UserOrders>,
@@ -113,7 +102,7 @@ pub struct UserPool {
 impl UserPool {
     /// Registers, logs in and funds `config.users` users with unique
     /// emails, `config.concurrency` at a time.
-    pub async fn setup(target: &Target, config: SetupConfig) -> Result<Self> {
+    pub async fn setup(target: &Client, config: SetupConfig) -> Result<Self> {
         ensure!(config.users > 0, "the pool needs at least one user");
         let started = std::time::Instant::now();
         let run_id = Uuid::now_v7().simple().to_string();
@@ -126,31 +115,34 @@ impl UserPool {
     }
 }
 
-async fn setup_user(target: &Target, run_id: &str, i: usize, wallet_cents: i64) -> Result<PoolUser> {
+async fn setup_user(target: &Client, run_id: &str, i: usize, wallet_cents: i64) -> Result<PoolUser> {
     let email = format!("loadtest.{run_id}.{i}@example.com");
-    let address = json!({"line1": "1 Load Street", "city": "Berlin", "postal_code": "10115", "country": "DE"});
-    let body = json!({"email": email, "password": PASSWORD, "name": format!("Load User {i}"), "address": address});
-    let what = format!("registering {email}");
-    target.post("/v1/users", None, &body).await.context(what.clone())?.json::<serde_json::Value>(201, &what)?;
-
-    #[derive(Deserialize)]
-    struct Session {
-        access_token: String,
-    }
-    let what = format!("logging in {email}");
-    let login = json!({"email": email, "password": PASSWORD});
-    let session: Session = target.post("/v1/sessions", None, &login).await.context(what.clone())?.json(200, &what)?;
-    let auth = bearer(&session.access_token)?;
-
+    let address = Address {
+        line1: "1 Load Street".to_owned(),
+        city: "Berlin".to_owned(),
+        postal_code: "10115".to_owned(),
+        country: "DE".to_owned(),
+    };
+    let new = NewUser {
+        email: email.clone(),
+        password: PASSWORD.to_owned(),
+        name: format!("Load User {i}"),
+        address: Some(address),
+    };
+    let (registered, user) = target.sign_up(&new).await.with_context(|| format!("setting up {email}"))?;
     let mut remaining = wallet_cents;
     while remaining > 0 {
         let amount = remaining.min(MAX_TOP_UP_CENTS);
-        let what = format!("topping up {email}");
-        let reply = target.post("/v1/wallet/top-ups", Some(&auth), &json!({"amount_cents": amount})).await?;
-        reply.json::<serde_json::Value>(201, &what)?;
+        user.top_up(amount, None).await.with_context(|| format!("topping up {email}"))?;
         remaining -= amount;
     }
-    Ok(PoolUser { email, auth, topped_up_cents: wallet_cents.max(0), orders: Mutex::default() })
+    Ok(PoolUser {
+        email,
+        id: registered.id,
+        bearer: user.bearer().clone(),
+        topped_up_cents: wallet_cents.max(0),
+        orders: Mutex::default(),
+    })
 }
 
 #[cfg(test)]
@@ -158,7 +150,11 @@ mod tests {
     use super::*;
 
     fn catalog(prices: &[i64]) -> Vec<Product> {
-        prices.iter().enumerate().map(|(i, p)| Product { id: format!("p{i}"), price_cents: *p }).collect()
+        prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Product { id: format!("p{i}"), name: format!("P{i}"), price_cents: *p })
+            .collect()
     }
 
     #[test]

@@ -20,16 +20,20 @@
 //!
 //! Randomness comes from a small RNG seeded by `(seed, request number)`,
 //! so a run's choices are reproducible up to what the server answers.
+//!
+//! Requests go through twinshop-client's raw layer (each pool user's
+//! bearer header built once, the body read into one buffer): this is the
+//! generator's hot path, so it decodes no more of an answer than it counts
+//! (the status, a problem's `code`, a placed order's id and status).
 
 use std::sync::Arc;
 
-use http::Method;
 use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
+use twinshop_client::{Client, Response, SendError};
 use uuid::Uuid;
 
 use crate::{
-    client::{Reply, Target, TransportError},
     engine::Operation,
     mix::{Mix, Scenario},
     setup::{PoolUser, Product, UserPool},
@@ -47,7 +51,7 @@ pub const CANCEL: &str = "POST /v1/orders/{id}/cancel";
 /// The scenario mix against one target, acting as the pool's users.
 #[derive(Debug)]
 pub struct Shop {
-    pub target: Target,
+    pub target: Client,
     pub pool: Arc<UserPool>,
     pub catalog: Arc<Vec<Product>>,
     pub mix: Mix,
@@ -71,10 +75,10 @@ struct OrderAnswer {
     status: String,
 }
 
-fn outcome(endpoint: &'static str, reply: &Result<Reply, TransportError>) -> Outcome {
+fn outcome(endpoint: &'static str, reply: &Result<Response, SendError>) -> Outcome {
     match reply {
-        Ok(r) => Outcome { endpoint, status: Ok(r.status.as_u16()), code: r.problem_code(), tag: None },
-        Err(e) => Outcome { endpoint, status: Err(*e), code: None, tag: None },
+        Ok(r) => Outcome { endpoint, status: Ok(r.status().as_u16()), code: r.problem_code(), tag: None },
+        Err(e) => Outcome { endpoint, status: Err(e.kind), code: None, tag: None },
     }
 }
 
@@ -88,7 +92,7 @@ fn request_seed(seed: u64, i: u64) -> u64 {
 
 impl Shop {
     async fn get(&self, user: &PoolUser, endpoint: &'static str, path: &str) -> Outcome {
-        outcome(endpoint, &self.target.send(Method::GET, path, Some(&user.auth), None, None).await)
+        outcome(endpoint, &self.target.get(path).bearer(&user.bearer).send().await)
     }
 
     async fn place(&self, user: &PoolUser, rng: &mut SmallRng) -> Outcome {
@@ -98,15 +102,13 @@ impl Shop {
             .iter()
             .map(|p| Item { product_id: &self.catalog[p].id, quantity: rng.random_range(1..=2) })
             .collect();
-        let Ok(body) = serde_json::to_vec(&PlaceBody { items }) else {
-            return Outcome { endpoint: PLACE, status: Err(TransportError::Io), code: None, tag: None };
-        };
         let key = Uuid::now_v7().to_string();
-        let reply = self.target.send(Method::POST, "/v1/orders", Some(&user.auth), Some(&key), Some(body)).await;
+        let request = self.target.post("/v1/orders").bearer(&user.bearer).idempotency_key(Some(&key));
+        let reply = request.json(&PlaceBody { items }).send().await;
         let mut out = outcome(PLACE, &reply);
         if let Ok(r) = &reply {
-            if r.status.as_u16() == 201 {
-                if let Ok(order) = serde_json::from_slice::<OrderAnswer>(&r.body) {
+            if r.status().as_u16() == 201 {
+                if let Ok(order) = r.json::<OrderAnswer>() {
                     out.tag = match order.status.as_str() {
                         "confirmed" => Some("order.confirmed"),
                         "rejected" => Some("order.rejected"),
@@ -146,7 +148,7 @@ impl Shop {
         };
         let Some(id) = id else { return self.get(user, WALLET, "/v1/wallet").await };
         let path = format!("/v1/orders/{id}/cancel");
-        let reply = self.target.send(Method::POST, &path, Some(&user.auth), None, None).await;
+        let reply = self.target.post(path).bearer(&user.bearer).send().await;
         let mut out = outcome(CANCEL, &reply);
         if out.status == Ok(200) {
             out.tag = Some("order.cancelled");
@@ -161,7 +163,7 @@ impl Operation for Shop {
         let user = &self.pool.users[rng.random_range(0..self.pool.users.len())];
         match self.mix.pick(rng.random_range(0..self.mix.total().max(1))) {
             Scenario::Place => self.place(user, &mut rng).await,
-            Scenario::Browse => outcome(BROWSE, &self.target.send(Method::GET, "/v1/products", None, None, None).await),
+            Scenario::Browse => outcome(BROWSE, &self.target.get("/v1/products").send().await),
             Scenario::Read => self.read(user, &mut rng).await,
             Scenario::List if rng.random_bool(0.5) => self.get(user, LIST_ORDERS, "/v1/orders?limit=20").await,
             Scenario::List => self.get(user, LIST_PAYMENTS, "/v1/payments?limit=20").await,

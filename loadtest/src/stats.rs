@@ -26,7 +26,7 @@ use std::{
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::TransportError;
+use twinshop_client::TransportError;
 
 /// The largest value a histogram holds: 60 s in microseconds (larger
 /// values are clamped to it).

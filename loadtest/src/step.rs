@@ -12,10 +12,10 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use twinshop_client::Client;
 
 use crate::{
     check::{CheckReport, check_pool},
-    client::Target,
     cpu::process_cpu_time,
     engine::{self, Model, Phase},
     mix::Mix,
@@ -175,7 +175,7 @@ impl StepResult {
 /// A whole step from nothing: catalog, a fresh pool of `setup_users`
 /// users, then [`run_step_with`].
 pub async fn run_step(config: &StepConfig, setup_users: usize) -> Result<StepResult> {
-    let target = Target::new(&config.base_url, config.request_timeout)?;
+    let target = Client::builder().timeout(config.request_timeout).build(&config.base_url)?;
     let catalog = fetch_catalog(&target).await?;
     let setup = config.setup_for(&catalog, setup_users);
     if config.progress {
@@ -201,7 +201,7 @@ pub enum WindowEdge {
 /// one): warm-up, the measured window, then (if configured) the check of
 /// every pool user. The check covers everything the pool ever did.
 pub async fn run_step_with(
-    target: &Target,
+    target: &Client,
     pool: Arc<UserPool>,
     catalog: Arc<Vec<Product>>,
     config: &StepConfig,
@@ -214,7 +214,7 @@ pub async fn run_step_with(
 /// CPU time of every process there, so the check's own traffic never lands
 /// in the cost of the load.
 pub async fn run_step_observed(
-    target: &Target,
+    target: &Client,
     pool: Arc<UserPool>,
     catalog: Arc<Vec<Product>>,
     config: &StepConfig,

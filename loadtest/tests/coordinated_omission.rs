@@ -18,10 +18,9 @@ use std::{
 };
 
 use axum::{Router, extract::State, routing::get};
-use http::Method;
 use tokio::sync::RwLock;
 use twinshop_loadtest::{
-    Model, Operation, Outcome, Phase, Recorder, Summary, Target,
+    Client, Model, Operation, Outcome, Phase, Recorder, Summary,
     engine::{self},
 };
 
@@ -58,12 +57,17 @@ async fn stalling_server(stall_at: u64, stall: Duration) -> SocketAddr {
 }
 
 /// `GET /ping`, as an engine operation.
-struct Ping(Target);
+struct Ping(Client);
 
 impl Operation for Ping {
     async fn call(&self, _i: u64) -> Outcome {
-        let reply = self.0.send(Method::GET, "/ping", None, None, None).await;
-        Outcome { endpoint: "GET /ping", status: reply.map(|r| r.status.as_u16()), code: None, tag: None }
+        let reply = self.0.get("/ping").send().await;
+        Outcome {
+            endpoint: "GET /ping",
+            status: reply.map(|r| r.status().as_u16()).map_err(|e| e.kind),
+            code: None,
+            tag: None,
+        }
     }
 }
 
@@ -79,7 +83,7 @@ async fn drive_with_timeout(
     in_flight: usize,
     timeout: Duration,
 ) -> Summary {
-    let target = Target::new(&format!("http://{addr}"), timeout).expect("target");
+    let target = Client::builder().timeout(timeout).build(&format!("http://{addr}")).expect("client");
     let phase = Phase { model, duration, max_requests, max_in_flight: in_flight, drain: timeout, progress: None };
     let recorder = Arc::new(Recorder::new());
     let ran = engine::run(&phase, Arc::new(Ping(target)), recorder.clone()).await;

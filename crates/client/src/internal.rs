@@ -13,10 +13,7 @@
 use std::{error::Error as _, time::Duration};
 
 use http::StatusCode;
-use tonic::{
-    Code, Status,
-    transport::{Channel, Endpoint},
-};
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use uuid::Uuid;
 
@@ -34,6 +31,9 @@ pub mod pb {
 }
 
 pub use pb::{ChargeOutcome, RefundOutcome};
+/// tonic's status and code, as [`RpcError::Status`] carries them (so a
+/// caller needs no tonic dependency of its own).
+pub use tonic::{Code, Status};
 pub use tonic_health::pb::health_check_response::ServingStatus as HealthStatus;
 
 /// The user service's lookup, `GET /internal/v1/users/{id}`, on its

@@ -91,7 +91,7 @@ impl ClientBuilder {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(usize::MAX)
             .build(connector);
-        Ok(Client { base, pool, timeout: self.timeout, recorder: self.recorder })
+        Ok(Client { base, timeout: self.timeout, shared: Arc::new(Shared { pool, recorder: self.recorder }) })
     }
 }
 
@@ -117,8 +117,13 @@ fn parse_base(base_url: &str) -> Result<Arc<str>, BaseUrlError> {
 pub struct Client {
     /// `http://host:port` plus an optional path prefix, without a trailing `/`.
     base: Arc<str>,
-    pool: Pool<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a client shares.
+struct Shared {
+    pool: Pool<HttpConnector, Full<Bytes>>,
     recorder: Option<Recorder>,
 }
 
@@ -127,7 +132,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.base)
             .field("timeout", &self.timeout)
-            .field("recorder", &self.recorder.is_some())
+            .field("recorder", &self.shared.recorder.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -379,35 +384,36 @@ impl RequestBuilder<'_> {
 
     /// Sends the request and reads the whole answer, within the timeout.
     pub async fn send(self) -> Result<Response, SendError> {
-        let request = self.describe();
         let Self { client, method, path, headers, body, timeout, invalid } = self;
+        // Named only on failure: the load generator's hot path allocates no message.
+        let fail = |kind, source| SendError::new(format!("{method} {path}"), kind, source);
         if let Some(why) = invalid {
-            return Err(SendError::new(request, TransportError::InvalidRequest, Some(why.into())));
+            return Err(fail(TransportError::InvalidRequest, Some(why.into())));
         }
         let uri = match target_uri(&client.base, &path) {
             Ok(uri) => uri,
-            Err(why) => return Err(SendError::new(request, TransportError::InvalidRequest, Some(why))),
+            Err(why) => return Err(fail(TransportError::InvalidRequest, Some(why))),
         };
-        let recorded_path = client.recorder.as_ref().map(|_| uri.path().to_owned());
+        let recorded_path = client.shared.recorder.as_ref().map(|_| uri.path().to_owned());
         let mut http_request = http::Request::new(Full::new(body));
         *http_request.method_mut() = method.clone();
         *http_request.uri_mut() = uri;
         *http_request.headers_mut() = headers;
         let exchange = async {
-            let response = client.pool.request(http_request).await.map_err(BoxError::from)?;
+            let response = client.shared.pool.request(http_request).await.map_err(BoxError::from)?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(BoxError::from)?.to_bytes();
             Ok::<_, BoxError>(Response { status: parts.status, headers: parts.headers, body })
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(response)) => {
-                if let (Some(record), Some(path)) = (&client.recorder, recorded_path) {
+                if let (Some(record), Some(path)) = (&client.shared.recorder, recorded_path) {
                     record(Exchange::of(&method, &path, &response));
                 }
                 Ok(response)
             }
-            Ok(Err(e)) => Err(SendError::new(request, TransportError::Io, Some(e))),
-            Err(_) => Err(SendError::new(request, TransportError::Timeout, None)),
+            Ok(Err(e)) => Err(fail(TransportError::Io, Some(e))),
+            Err(_) => Err(fail(TransportError::Timeout, None)),
         }
     }
 }

@@ -15,28 +15,20 @@
 //!   random unknown user: a real Charge transaction (a new empty wallet,
 //!   answered `INSUFFICIENT_FUNDS`), touching no pool user's money.
 //!
-//! The gRPC calls are sent over one HTTP/2 connection by hyper with the
-//! two tiny protobuf messages encoded by hand (three fields), so the
-//! generator stays a pure client with no workspace dependency.
+//! All three go through twinshop-client's internal part
+//! ([`UserDirectory`], [`Payments`]): the gRPC calls over one HTTP/2
+//! connection with tonic, as the order service makes them.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
-use http::{Method, Request, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::{Deserialize, Serialize};
+use twinshop_client::{ApiError, Payments, RpcError, UserDirectory};
 use uuid::Uuid;
 
 use super::procs::{Watch, cpu_delta_ms};
 use crate::{
-    client::{Target, TransportError},
     engine::{self, Model, Operation, Phase},
-    setup::UserPool,
     stats::{Outcome, Recorder},
 };
 
@@ -68,127 +60,57 @@ pub struct Hops {
     pub probes: Vec<Probe>,
 }
 
-/// A protobuf string field (wire type 2).
-fn pb_string(out: &mut Vec<u8>, field: u8, s: &str) {
-    out.push(field << 3 | 2);
-    pb_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// `ChargeRequest { order_id = 1, user_id = 2, amount_cents = 3 }` in a gRPC frame.
-pub fn charge_frame(order_id: &str, user_id: &str, amount_cents: i64) -> Vec<u8> {
-    let mut msg = Vec::new();
-    pb_string(&mut msg, 1, order_id);
-    pb_string(&mut msg, 2, user_id);
-    msg.push(3 << 3);
-    pb_varint(&mut msg, amount_cents as u64);
-    grpc_frame(&msg)
-}
-
-/// A gRPC length-prefixed message: uncompressed flag, 4-byte length, bytes.
-pub fn grpc_frame(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + 5);
-    out.push(0);
-    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    out.extend_from_slice(msg);
-    out
-}
-
-/// A unary gRPC client over one HTTP/2 (prior knowledge) connection.
-#[derive(Debug, Clone)]
-struct Grpc {
-    base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Grpc {
-    fn new(base: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Self { base: base.trim_end_matches('/').to_owned(), client }
-    }
-
-    /// Calls `path` with `frame`; `Ok(0)` is `grpc-status: 0`.
-    async fn call(&self, path: &str, frame: Vec<u8>) -> Result<u16, TransportError> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", self.base))
-            .header(header::CONTENT_TYPE, "application/grpc")
-            .header("te", "trailers")
-            .body(Full::new(Bytes::from(frame)))
-            .map_err(|_| TransportError::Io)?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|_| TransportError::Io)?;
-            let in_headers = response.headers().get("grpc-status").cloned();
-            let collected = response.into_body().collect().await.map_err(|_| TransportError::Io)?;
-            let status = collected.trailers().and_then(|t| t.get("grpc-status").cloned()).or(in_headers);
-            Ok(status.and_then(|s| s.to_str().ok()?.parse::<u16>().ok()).unwrap_or(2))
-        };
-        tokio::time::timeout(Duration::from_secs(5), exchange).await.unwrap_or(Err(TransportError::Timeout))
-    }
-}
-
 /// One of the three probes as an engine operation.
 #[derive(Debug)]
 enum HopProbe {
-    Lookup { target: Target, user_ids: Vec<String> },
-    Health(Grpc),
-    Charge(Grpc),
+    Lookup { directory: UserDirectory, user_ids: Vec<Uuid> },
+    Health(Payments),
+    Charge(Payments),
 }
 
-/// A gRPC status as an [`Outcome`]: 0 is HTTP 200-like, anything else an error (500 + code).
-fn grpc_outcome(endpoint: &'static str, status: Result<u16, TransportError>) -> Outcome {
-    match status {
-        Ok(0) => Outcome { endpoint, status: Ok(200), code: None, tag: None },
-        Ok(code) => Outcome { endpoint, status: Ok(500), code: Some(format!("grpc-status {code}")), tag: None },
-        Err(e) => Outcome { endpoint, status: Err(e), code: None, tag: None },
+/// A lookup as an [`Outcome`]: found is 200, unknown 404, the rest as answered.
+fn lookup_outcome(result: Result<bool, ApiError>) -> Outcome {
+    let status = match &result {
+        Ok(true) => Ok(200),
+        Ok(false) => Ok(404),
+        Err(e) => match (e.status(), e.transport()) {
+            (Some(status), _) => Ok(status.as_u16()),
+            (None, Some(kind)) => Err(kind),
+            (None, None) => Ok(500),
+        },
+    };
+    Outcome { endpoint: LOOKUP, status, code: result.err().and_then(|e| e.code().map(str::to_owned)), tag: None }
+}
+
+/// A gRPC result as an [`Outcome`]: OK is HTTP 200-like, a refusal an error
+/// (500 + its code), no answer a transport error.
+fn grpc_outcome<T>(endpoint: &'static str, result: Result<T, RpcError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome { endpoint, status: Ok(200), code: None, tag: None },
+        Err(RpcError::Status { status, .. }) => Outcome {
+            endpoint,
+            status: Ok(500),
+            code: Some(format!("grpc-status {}", status.code() as i32)),
+            tag: None,
+        },
+        Err(RpcError::Transport { kind, .. }) => Outcome { endpoint, status: Err(kind), code: None, tag: None },
     }
 }
 
 impl Operation for HopProbe {
     async fn call(&self, i: u64) -> Outcome {
         match self {
-            Self::Lookup { target, user_ids } => {
-                let id = &user_ids[(i as usize) % user_ids.len().max(1)];
-                let reply = target.send(Method::GET, &format!("/internal/v1/users/{id}"), None, None, None).await;
-                match reply {
-                    Ok(r) => Outcome { endpoint: LOOKUP, status: Ok(r.status.as_u16()), code: None, tag: None },
-                    Err(e) => Outcome { endpoint: LOOKUP, status: Err(e), code: None, tag: None },
-                }
+            Self::Lookup { directory, user_ids } => {
+                let Some(id) = user_ids.get((i as usize) % user_ids.len().max(1)) else {
+                    return lookup_outcome(Ok(false));
+                };
+                lookup_outcome(directory.user(*id).await.map(|found| found.is_some()))
             }
-            // An empty HealthCheckRequest: the server's overall status.
-            Self::Health(grpc) => {
-                grpc_outcome(HEALTH, grpc.call("/grpc.health.v1.Health/Check", grpc_frame(&[])).await)
-            }
-            Self::Charge(grpc) => {
-                let frame = charge_frame(&Uuid::now_v7().to_string(), &Uuid::now_v7().to_string(), 100);
-                grpc_outcome(CHARGE, grpc.call("/twinshop.payment.v1.Payments/Charge", frame).await)
-            }
+            // The server's overall status.
+            Self::Health(payments) => grpc_outcome(HEALTH, payments.health("").await),
+            Self::Charge(payments) => grpc_outcome(CHARGE, payments.charge(Uuid::now_v7(), Uuid::now_v7(), 100).await),
         }
     }
-}
-
-/// The pool users' ids, from `GET /v1/users/me`.
-pub async fn user_ids(target: &Target, pool: &UserPool, at_most: usize) -> Result<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Me {
-        id: String,
-    }
-    let mut ids = Vec::new();
-    for user in pool.users.iter().take(at_most) {
-        let me: Me = target.get("/v1/users/me", Some(&user.auth)).await?.json(200, "GET /v1/users/me")?;
-        ids.push(me.id);
-    }
-    Ok(ids)
 }
 
 /// Runs the three probes against a running microservices build, `rate`
@@ -196,21 +118,22 @@ pub async fn user_ids(target: &Target, pool: &UserPool, at_most: usize) -> Resul
 pub async fn probe(
     user_internal: &str,
     payment_internal: &str,
-    user_ids: Vec<String>,
+    user_ids: Vec<Uuid>,
     watch: &Watch,
     rate: f64,
     duration: Duration,
 ) -> Result<Hops> {
-    let lookup = HopProbe::Lookup {
-        target: Target::new(user_internal, Duration::from_secs(5)).context("the user service's internal URL")?,
-        user_ids,
-    };
-    let grpc = Grpc::new(payment_internal);
+    let directory = twinshop_client::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build(user_internal)
+        .context("the user service's internal URL")?;
+    let lookup = HopProbe::Lookup { directory: UserDirectory::with_client(directory), user_ids };
+    let payments = Payments::new(payment_internal).context("the payment service's internal URL")?;
     let mut probes = Vec::new();
     for (name, op, callee) in [
         (LOOKUP, lookup, "user-service"),
-        (HEALTH, HopProbe::Health(grpc.clone()), "payment-service"),
-        (CHARGE, HopProbe::Charge(grpc), "payment-service"),
+        (HEALTH, HopProbe::Health(payments.clone()), "payment-service"),
+        (CHARGE, HopProbe::Charge(payments), "payment-service"),
     ] {
         eprintln!("hops     {name}: {rate:.0}/s for {:.0} s", duration.as_secs_f64());
         let op = Arc::new(op);
@@ -248,22 +171,30 @@ pub async fn probe(
 
 #[cfg(test)]
 mod tests {
+    use twinshop_client::{SendError, TransportError, internal::Status};
+
     use super::*;
 
     #[test]
-    fn a_charge_request_is_three_protobuf_fields_in_a_grpc_frame() {
-        let frame = charge_frame("o", "u", 300);
-        // 0x0a len "o", 0x12 len "u", 0x18 varint(300) = ac 02.
-        assert_eq!(frame, [0, 0, 0, 0, 9, 0x0a, 1, b'o', 0x12, 1, b'u', 0x18, 0xac, 0x02]);
-        assert_eq!(grpc_frame(&[]), [0, 0, 0, 0, 0]);
+    fn grpc_results_become_outcomes() {
+        assert!(!grpc_outcome(HEALTH, Ok(())).is_error());
+        let refused = RpcError::Status { method: "Payments/Charge", status: Box::new(Status::unavailable("x")) };
+        let failed = grpc_outcome::<()>(CHARGE, Err(refused));
+        assert!(failed.is_error());
+        assert_eq!(failed.code.as_deref(), Some("grpc-status 14"));
+        let lost = RpcError::Transport { method: "Health/Check", kind: TransportError::Timeout, detail: String::new() };
+        assert_eq!(grpc_outcome::<()>(HEALTH, Err(lost)).status, Err(TransportError::Timeout));
     }
 
     #[test]
-    fn grpc_statuses_become_outcomes() {
-        assert!(!grpc_outcome(HEALTH, Ok(0)).is_error());
-        let failed = grpc_outcome(CHARGE, Ok(14));
-        assert!(failed.is_error());
-        assert_eq!(failed.code.as_deref(), Some("grpc-status 14"));
-        assert!(grpc_outcome(CHARGE, Err(TransportError::Timeout)).is_error());
+    fn lookups_become_outcomes() {
+        assert_eq!(lookup_outcome(Ok(true)).status, Ok(200));
+        assert!(lookup_outcome(Ok(false)).is_error());
+        let lost = ApiError::Transport(SendError {
+            request: "GET /internal/v1/users/x".into(),
+            kind: TransportError::Io,
+            source: None,
+        });
+        assert_eq!(lookup_outcome(Err(lost)).status, Err(TransportError::Io));
     }
 }

@@ -284,10 +284,11 @@ impl Launcher {
 }
 
 async fn edge_ready(port: u16) -> bool {
-    let Ok(target) = crate::client::Target::new(&format!("http://127.0.0.1:{port}"), Duration::from_millis(500)) else {
+    let url = format!("http://127.0.0.1:{port}");
+    let Ok(client) = twinshop_client::Client::builder().timeout(Duration::from_millis(500)).build(&url) else {
         return false;
     };
-    target.get("/v1/products", None).await.is_ok_and(|r| r.status.as_u16() == 200)
+    client.get("/v1/products").send().await.is_ok_and(|r| r.status().as_u16() == 200)
 }
 
 impl Running {

@@ -58,8 +58,9 @@ use self::{
     procs::{Watch, cpu_delta_ms},
     report::{CompareReport, Peak, RunRecord},
 };
+use twinshop_client::Client;
+
 use crate::{
-    client::Target,
     engine::Model,
     mix::Mix,
     setup::{Product, SetupConfig, UserPool, fetch_catalog, wallet_budget},
@@ -326,7 +327,7 @@ fn step_config(
 /// Runs one step, sampling CPU right at the window's edges, and records
 /// the CPU per process (ms, µs per request, µs per placed order) in `extra`.
 async fn measured_step(
-    target: &Target,
+    target: &Client,
     pool: &Arc<UserPool>,
     catalog: &Arc<Vec<Product>>,
     config: &StepConfig,
@@ -353,7 +354,7 @@ async fn measured_step(
 }
 
 /// A pool funded for `orders` placements in all.
-async fn setup_pool(target: &Target, plan: &Plan, orders: f64) -> Result<(Arc<UserPool>, Arc<Vec<Product>>)> {
+async fn setup_pool(target: &Client, plan: &Plan, orders: f64) -> Result<(Arc<UserPool>, Arc<Vec<Product>>)> {
     let catalog = fetch_catalog(target).await?;
     let users = plan.setup_users;
     let setup = SetupConfig { users, wallet_cents: wallet_budget(&catalog, orders / users as f64), concurrency: 4 };
@@ -367,7 +368,7 @@ async fn find_peak(launcher: &Launcher, plan: &Plan, given: Option<&(String, Str
     let url = given.map(|(m, _)| m.clone());
     let t = start(launcher, Build::Monolith, &format!("_lt{tag}_peak"), url).await?;
     let result = async {
-        let target = Target::new(&t.base_url, Duration::from_secs(10))?;
+        let target = Client::builder().timeout(Duration::from_secs(10)).build(&t.base_url)?;
         // Closed steps run as fast as the server answers: fund for 3000 rps.
         let orders = 3000.0 * (plan.warmup_s + plan.peak_duration_s) * plan.peak_users.len() as f64 * 0.4;
         let (pool, catalog) = setup_pool(&target, plan, orders).await?;
@@ -420,7 +421,7 @@ async fn run_steps(
     peak: f64,
     probe_hops: bool,
 ) -> Result<(RunRecord, Option<hops::Hops>)> {
-    let target = Target::new(&t.base_url, Duration::from_secs(10))?;
+    let target = Client::builder().timeout(Duration::from_secs(10)).build(&t.base_url)?;
     let mix = Mix::default();
     let per_step = plan.warmup_s + plan.duration_s;
     let open_orders: f64 = plan.levels.iter().map(|l| peak * l * per_step * mix.place_share()).sum::<f64>()
@@ -462,7 +463,7 @@ async fn run_steps(
             let port = |v| r.ports.get(v).map(|p| format!("http://127.0.0.1:{p}"));
             match (port("USER_INTERNAL_PORT"), port("PAYMENT_INTERNAL_PORT")) {
                 (Some(user), Some(payment)) => {
-                    let ids = hops::user_ids(&target, &pool, 50).await?;
+                    let ids = pool.users.iter().take(50).map(|u| u.id).collect();
                     let d = Duration::from_secs_f64(plan.hop_duration_s);
                     Some(hops::probe(&user, &payment, ids, &t.watch, plan.hop_rate, d).await?)
                 }
