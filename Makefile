@@ -4,12 +4,17 @@
 .PHONY: run run-monolith test check services
 
 ## Run the microservices as local processes behind the edge on :8080 (Postgres/Redis/RabbitMQ on localhost).
+## Launcher options go in ARGS, e.g. make run ARGS="--replicas order=2,payment=2" (target/release/twinshop-launch --help).
 run:
-	scripts/run-local
+	scripts/check-services
+	cargo build --release --bins
+	target/release/twinshop-launch $(ARGS)
 
 ## The same, with the monolith instead of the three services (same edge, same port).
 run-monolith:
-	scripts/run-local --monolith
+	scripts/check-services
+	cargo build --release --bins
+	target/release/twinshop-launch --monolith $(ARGS)
 
 ## Run every test (needs Postgres, Redis and RabbitMQ on localhost).
 test:

@@ -1,0 +1,59 @@
+//! Unit tests of the edge's rendering (the running edge is tested in `tests/`).
+
+use super::*;
+use crate::plan::workspace_root;
+
+fn config(build: Build, internal: Vec<InternalBalancer>) -> EdgeConfig {
+    EdgeConfig { build, port: 20123, all_addresses: false, templates: workspace_root().join("deploy/edge"), internal }
+}
+
+fn member(public: &str, internal: &str, in_edge: bool) -> Member {
+    Member { public: public.into(), internal: internal.into(), in_edge }
+}
+
+#[test]
+fn replicas_become_several_server_lines_of_one_upstream() {
+    let members = BTreeMap::from([
+        (ProcessId::new(Service::User, 1), member("127.0.0.1:1", "127.0.0.1:11", true)),
+        (ProcessId::new(Service::Payment, 1), member("127.0.0.1:2", "127.0.0.1:12", true)),
+        (ProcessId::new(Service::Order, 1), member("127.0.0.1:3", "127.0.0.1:13", true)),
+        (ProcessId::new(Service::Order, 2), member("127.0.0.1:4", "127.0.0.1:14", true)),
+    ]);
+    let (conf, main) = render(&config(Build::Microservices, vec![]), Path::new("/p"), &members).expect("render");
+    assert!(conf.contains("upstream twinshop_order {\n    server 127.0.0.1:3;\n    server 127.0.0.1:4;\n"), "{conf}");
+    assert!(conf.contains("upstream twinshop_user {\n    server 127.0.0.1:1;\n"), "{conf}");
+    assert!(conf.contains("listen 127.0.0.1:20123;"));
+    assert!(main.contains("client_body_temp_path /p/client_body;"), "{main}");
+    assert!(!conf.contains("${"), "every variable filled in");
+    assert!(conf.contains("#   127.0.0.1:3;     server 127.0.0.1:4"), "comments stay comments:\n{conf}");
+}
+
+#[test]
+fn a_replica_out_of_the_edge_is_not_rendered_and_an_empty_upstream_is_down() {
+    let members = BTreeMap::from([
+        (ProcessId::new(Service::Monolith, 1), member("127.0.0.1:1", "127.0.0.1:11", false)),
+        (ProcessId::new(Service::Monolith, 2), member("127.0.0.1:2", "127.0.0.1:12", true)),
+    ]);
+    let (conf, _) = render(&config(Build::Monolith, vec![]), Path::new("/p"), &members).expect("render");
+    assert_eq!(conf.matches("server 127.0.0.1:2;").count(), 3, "every route to the monolith:\n{conf}");
+    assert!(!conf.contains("127.0.0.1:1;"));
+    assert_eq!(upstream_value(&[]), "127.0.0.1:9 down");
+}
+
+#[test]
+fn internal_balancers_use_grpc_for_payment_and_http_for_user() {
+    let members = BTreeMap::from([
+        (ProcessId::new(Service::Payment, 1), member("127.0.0.1:2", "10.88.1.3:12", true)),
+        (ProcessId::new(Service::Payment, 2), member("127.0.0.1:4", "10.88.1.4:12", true)),
+        (ProcessId::new(Service::User, 1), member("127.0.0.1:1", "10.88.1.2:11", true)),
+    ]);
+    let internal = vec![
+        InternalBalancer { service: Service::Payment, port: 20001 },
+        InternalBalancer { service: Service::User, port: 20002 },
+    ];
+    let (conf, _) = render(&config(Build::Microservices, internal), Path::new("/p"), &members).expect("render");
+    assert!(conf.contains("server 10.88.1.3:12;\n    server 10.88.1.4:12;"), "{conf}");
+    assert!(conf.contains("listen 127.0.0.1:20001 http2;"));
+    assert!(conf.contains("grpc_pass grpc://twinshop_internal_payment;"));
+    assert!(conf.contains("proxy_pass http://twinshop_internal_user;"));
+}

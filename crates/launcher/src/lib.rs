@@ -1,0 +1,57 @@
+//! The one way to start twinshop as local processes: `make run`, the
+//! end-to-end tests, `loadtest compare` and the labs all go through here,
+//! so a lab that kills, pauses, partitions or limits a process uses the same
+//! mechanism a developer's `make run` does.
+//!
+//! A [`Plan`] says what to run (which build, how many replicas of each
+//! service, which binaries, which backing services, extra environment,
+//! namespaces, cgroup limits, restart policy, where logs go);
+//! [`System::start`] turns it into running processes behind a real nginx
+//! edge and hands back a [`System`] to control them at run time: signals,
+//! graceful stops, restarts, replacement by another binary, taking a replica
+//! out of the edge and putting it back, rolling replacement, and network
+//! partitions between processes. Everything it creates (databases, broker
+//! queues, namespaces, iptables rules, cgroups, nginx) is removed by
+//! [`System::stop`], and leftovers of a crashed run by the next start.
+//!
+//! # Layout
+//!
+//! - [`plan`]: what to run; pure data with a builder.
+//! - [`ports`]: free ports below the ephemeral range, checked free.
+//! - [`databases`]: creating, migrating and dropping each service's database.
+//! - [`broker`]: deleting a run's RabbitMQ namespace at the end.
+//! - [`events`]: what happened to which process, when (for labs' charts).
+//! - [`logs`]: interleaved, prefixed logs on stdout or one file per process.
+//! - [`processes`]: spawning one process (in its namespace and cgroup), signals, `/proc` figures.
+//! - [`supervisor`]: one task per process: restart policy, exit reasons, control.
+//! - [`cgroups`]: memory and CPU limits, cgroup v1 or v2, OOM detection.
+//! - [`netns`]: a bridge, one network namespace per process, cuts between two.
+//! - [`edge`]: the nginx edge: upstreams with replicas, reloads that wait for in-flight requests.
+//! - [`readiness`]: waiting for `/readyz` and for the edge.
+//! - [`prereq`]: finding (and, for the binary, installing) nginx and iptables.
+//! - [`system`]: the running system and its run-time control.
+//!
+//! It depends on the contracts crate only for the broker topology's names;
+//! it never links a service: it starts their binaries, as a user would.
+
+pub mod broker;
+pub mod cgroups;
+pub mod databases;
+pub mod edge;
+pub mod events;
+pub mod logs;
+pub mod netns;
+pub mod plan;
+pub mod ports;
+pub mod prereq;
+pub mod processes;
+pub mod readiness;
+pub mod supervisor;
+pub mod system;
+
+pub use cgroups::Limits;
+pub use events::{Event, EventKind, Events, ExitInfo};
+pub use logs::LogTarget;
+pub use plan::{Build, DatabaseMode, Plan, PortChoice, ProcessId, Service};
+pub use supervisor::{Backoff, Phase, ProcessStatus, RestartPolicy};
+pub use system::{ProcessInfo, RolloutReport, StopReport, System};

@@ -1,0 +1,55 @@
+//! cgroup limits for real, on this machine's hierarchy (v1 here; the v2
+//! path has unit tests of what it writes, in `src/cgroups_tests.rs`): a
+//! spinning process under a quarter-core quota gets about a quarter of a
+//! core, and one that outgrows its memory limit is OOM-killed and reported so.
+
+use std::time::{Duration, Instant};
+
+use twinshop_launcher::{
+    EventKind, Events, Limits, LogTarget, RestartPolicy,
+    cgroups::{CgroupRun, Hierarchy},
+    processes::{ProcessSpec, cpu_time},
+    supervisor::Supervisor,
+};
+
+#[tokio::test]
+async fn a_spinning_process_under_a_quarter_core_quota_uses_a_quarter_core() {
+    let run = CgroupRun::new(Hierarchy::detect().expect("a cgroup hierarchy"));
+    let group = run.group("spinner", Limits::cpu(0.25)).expect("group");
+    let spec = ProcessSpec::new("spinner", "/bin/sh").args(["-c", "while :; do :; done"]).cgroup(group.clone());
+    let sup = Supervisor::start(spec, RestartPolicy::Never, Events::new(), LogTarget::Discard);
+    sup.wait_ready(Duration::from_secs(5)).await.expect("started");
+    let pid = sup.pid().expect("pid");
+    // Let it join its group and exec, then measure over 3 s of wall time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cpu0, t0) = (cpu_time(pid).expect("cpu"), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = (cpu_time(pid).expect("cpu") - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    eprintln!("cgroup v{}: a spinner under a 0.25-core quota used {used:.3} cores", run.hierarchy().version());
+    sup.stop(Duration::from_secs(2)).await.expect("stop");
+    run.remove().await.expect("remove the groups");
+    assert!(group.dirs().iter().all(|d| !d.exists()), "groups removed");
+    assert!((0.18..=0.30).contains(&used), "used {used:.3} cores under a 0.25 quota");
+}
+
+#[tokio::test]
+async fn a_process_over_its_memory_limit_is_oom_killed_and_reported_so() {
+    let run = CgroupRun::new(Hierarchy::detect().expect("a cgroup hierarchy"));
+    let group = run.group("hog", Limits::memory(64 << 20)).expect("group");
+    // `tail` keeps the current line in memory, and /dev/zero has no newline.
+    let spec = ProcessSpec::new("hog", "/usr/bin/tail").args(["/dev/zero"]).cgroup(group.clone());
+    let events = Events::new();
+    let started = Instant::now();
+    let _sup = Supervisor::start(spec, RestartPolicy::Never, events.clone(), LogTarget::Discard);
+    let exited = events
+        .wait_for(Duration::from_secs(30), |e| matches!(e.kind, EventKind::Exited(_)))
+        .await
+        .expect("the hog exits");
+    let EventKind::Exited(info) = exited.kind else { unreachable!("matched above") };
+    eprintln!("a 64 MiB hog ended after {:?}: {} ({info:?})", started.elapsed(), info.reason());
+    assert_eq!(info.signal, Some(9), "killed by SIGKILL");
+    assert!(info.oom_killed, "reported as OOM-killed");
+    assert_eq!(info.reason(), "OOM-killed");
+    assert_eq!(group.oom_kills(), 1);
+    run.remove().await.expect("remove the groups");
+}

@@ -1,0 +1,108 @@
+//! Shared by the launcher's integration tests: the debug binaries they
+//! start, the machine tools they need, and small HTTP helpers (plain
+//! reqwest: the launcher does not depend on the API client crate).
+
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use twinshop_launcher::{LogTarget, Plan, plan::workspace_root};
+
+/// The workspace's debug binaries; the tests need them built
+/// (`cargo build --bins -p twinshop-user -p twinshop-payment -p twinshop-order -p twinshop-monolith`).
+pub fn bin_dir() -> PathBuf {
+    let dir = workspace_root().join("target/debug");
+    for bin in ["user-service", "payment-service", "order-service", "monolith"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: cargo build --bins -p twinshop-user -p twinshop-payment -p twinshop-order -p twinshop-monolith",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// A log directory of its own for one test (kept for a post-mortem).
+pub fn log_dir(test: &str) -> PathBuf {
+    workspace_root().join("target/launcher-test-logs").join(format!("{test}-{}", std::process::id()))
+}
+
+/// The test plan: debug binaries, quick drains, logs in files, nginx present.
+pub fn plan(base: Plan, test: &str) -> Plan {
+    twinshop_launcher::prereq::ensure("nginx", "nginx").expect("nginx");
+    base.bin_dir(bin_dir())
+        .logs(LogTarget::Dir(log_dir(test)))
+        .drain(Duration::from_secs(10))
+        .env_all("SHUTDOWN_TIMEOUT", "5")
+        .env_all("RUST_LOG", "info")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
+}
+
+/// `sum(http_requests_total{route=~"<route>"})` from a process's `/metrics`.
+pub async fn requests_served(internal_url: &str, route: &str) -> u64 {
+    let text = client()
+        .get(format!("{internal_url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains(&format!("route=\"{route}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a TCP connection from inside `netns` to `addr:port` is
+/// established, refused, or hangs (no answer within `wait`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Connect {
+    Established,
+    Refused,
+    Hangs,
+}
+
+pub fn connect_from(netns: &str, addr: &str, port: u16, wait: Duration) -> Connect {
+    let script = format!("exec 3<>/dev/tcp/{addr}/{port}");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "timeout", &format!("{}", wait.as_secs_f64()), "bash", "-c", &script])
+        .output()
+        .expect("ip netns exec");
+    match out.status.code() {
+        Some(0) => Connect::Established,
+        Some(124) => Connect::Hangs,
+        _ => Connect::Refused,
+    }
+}
+
+/// Pids of live processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
