@@ -38,15 +38,27 @@ async fn admin(backing: &Backing) -> Result<PgConnection> {
     PgConnection::connect(&url).await.with_context(|| format!("connecting to Postgres at {}", backing.postgres))
 }
 
+async fn exists_on(conn: &mut PgConnection, name: &str) -> Result<bool> {
+    let found: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .context("looking up the database")?;
+    Ok(found.is_some())
+}
+
+/// Whether database `name` exists.
+pub async fn exists(backing: &Backing, name: &str) -> Result<bool> {
+    let mut conn = admin(backing).await?;
+    let found = exists_on(&mut conn, name).await;
+    let _ = conn.close().await;
+    found
+}
+
 /// Creates `name` unless it exists; returns whether it was created.
 pub async fn create_if_missing(backing: &Backing, name: &str) -> Result<bool> {
     let mut conn = admin(backing).await?;
-    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(name)
-        .fetch_optional(&mut conn)
-        .await
-        .context("looking up the database")?;
-    if exists.is_some() {
+    if exists_on(&mut conn, name).await? {
         return Ok(false);
     }
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))

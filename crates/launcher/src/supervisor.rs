@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
@@ -194,13 +194,18 @@ impl Supervisor {
         self.ask(|r| Cmd::Start(program, r)).await?
     }
 
-    /// Waits until it is ready.
+    /// Waits until it is ready; fails at once if it exits for good first.
     pub async fn wait_ready(&self, within: Duration) -> Result<()> {
         let mut rx = self.status.clone();
-        tokio::time::timeout(within, rx.wait_for(|s| s.ready))
+        let status = tokio::time::timeout(within, rx.wait_for(|s| s.ready || s.phase == Phase::Exited))
             .await
             .map_err(|_| anyhow!("{} was not ready within {within:?}", self.name))?
-            .map_err(|_| anyhow!("{}'s supervisor has ended", self.name))?;
+            .map_err(|_| anyhow!("{}'s supervisor has ended", self.name))?
+            .clone();
+        if !status.ready {
+            let reason = status.last_exit.map_or_else(|| "it could not be started".to_owned(), |e| e.reason());
+            bail!("{} exited before it was ready ({reason})", self.name);
+        }
         Ok(())
     }
 }
@@ -355,6 +360,7 @@ impl Task {
                 }
             };
             let oom = self.spec.cgroup.as_ref().is_some_and(|c| c.oom_kills() > oom_before);
+            let restarts = matches!(self.policy, RestartPolicy::OnExit(_));
             let info = ExitInfo {
                 code: exit.as_ref().ok().and_then(std::process::ExitStatus::code),
                 signal: exit.as_ref().ok().and_then(|s| s.signal()),
@@ -366,7 +372,11 @@ impl Task {
                 s.pid = None;
                 s.ready = false;
                 s.last_exit = Some(info.clone());
-                s.phase = if want { Phase::Exited } else { Phase::Stopped };
+                s.phase = match (want, restarts) {
+                    (false, _) => Phase::Stopped,
+                    (true, true) => Phase::BackingOff,
+                    (true, false) => Phase::Exited,
+                };
             });
             self.emit(EventKind::Exited(info.clone()));
             if let Some(r) = stop_reply {
@@ -386,7 +396,6 @@ impl Task {
             quick_exits += 1;
             let restart = self.status.borrow().restarts + 1;
             self.emit(EventKind::RestartScheduled { restart, after: delay });
-            self.set(|s| s.phase = Phase::BackingOff);
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
             loop {

@@ -355,6 +355,11 @@ impl System {
         self.databases.get(&service).map(|db| databases::database_url(&self.plan.backing, db))
     }
 
+    /// The name of `service`'s database.
+    pub fn database(&self, service: Service) -> Option<&str> {
+        self.databases.get(&service).map(String::as_str)
+    }
+
     /// The edge, if any.
     pub fn edge(&self) -> Option<&Edge> {
         self.edge.as_ref()

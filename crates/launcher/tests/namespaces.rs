@@ -98,3 +98,26 @@ async fn a_crashed_runs_namespace_bridge_and_lock_are_removed_by_the_next_start(
     assert!(!run("ip", &["-o", "link", "show"]).contains(&format!("tsbr{index}:")));
     assert!(!std::path::Path::new(&format!("/run/twinshop-launcher/net-{index}")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_dropped_without_stop_leaves_nothing_behind() {
+    twinshop_launcher::prereq::ensure("iptables", "iptables").expect("iptables");
+    let monolith = ProcessId::new(Service::Monolith, 1);
+    let plan = plan(Plan::monolith(), "dropped").namespaces(true).limits(Service::Monolith, Limits::memory(1 << 30));
+    let backing = plan.backing.clone();
+    let system = System::start(plan).await.expect("start");
+    let info = system.process(monolith).expect("monolith");
+    let (ns, pid) = (info.netns.expect("ns"), info.pid.expect("pid"));
+    let cgroup = info.cgroup.expect("cgroup");
+    let prefix = system.edge().expect("edge").prefix().to_path_buf();
+    let database = system.database(Service::Monolith).expect("database").to_owned();
+
+    drop(system); // as a failed test would
+
+    assert!(!twinshop_launcher::processes::is_alive(pid), "the process is gone");
+    assert!(!run("ip", &["netns", "list"]).contains(&ns), "its namespace is gone");
+    assert!(cgroup.iter().all(|d| !d.exists()), "its cgroup is gone");
+    assert!(!prefix.exists() && common::processes_mentioning(&prefix.display().to_string()).is_empty(), "no nginx");
+    let left = twinshop_launcher::databases::exists(&backing, &database).await.expect("look up");
+    assert!(!left, "its fresh database is dropped");
+}

@@ -68,6 +68,17 @@ async fn two_order_replicas_share_the_edge_and_a_killed_one_comes_back() {
     assert_eq!(res.status(), 200);
     assert_eq!(system.process(o2).expect("o2").phase, Phase::Ready);
 
+    // The edge killed (master and workers) comes back by itself on the same port.
+    system.kill_edge().await.expect("kill the edge");
+    let edge_sup = system.edge().expect("edge").supervisor().clone();
+    eventually("the edge restarted", Duration::from_secs(30), || {
+        let s = edge_sup.status();
+        async move { s.restarts == 1 && s.ready }
+    })
+    .await;
+    let res = http.get(format!("{edge}/v1/products")).send().await.expect("through the restarted edge");
+    assert_eq!(res.status(), 200);
+
     // A clean stop leaves nothing behind.
     let prefix = system.edge().expect("edge").prefix().to_path_buf();
     let pids: Vec<u32> = system.processes().iter().filter_map(|p| p.pid).collect();
