@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     engine::Model,
     mix::{DEFAULT_MIX, Mix},
-    report::{RunReport, markdown, write_reports},
+    report::{RunReport, run::verdict, write_reports},
     step::{StepConfig, StepResult, run_step},
 };
 
@@ -202,7 +202,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 step.summary.overall.errors
             )?;
             let report = RunReport::new(&title, std::slice::from_ref(&step));
-            writeln!(out, "{}", markdown::verdict(&report).replace("**", ""))?;
+            writeln!(out, "{}", verdict(&report).replace("**", ""))?;
             writeln!(out, "reports: {}, {}, {}", files.json.display(), files.markdown.display(), files.html.display())?;
             Ok(if step.correct() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

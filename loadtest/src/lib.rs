@@ -17,7 +17,8 @@
 //! - [`setup`]: the unmeasured user pool and catalog;
 //! - [`check`]: the black-box correctness check after a run;
 //! - [`step`]: one measured step (warm-up, window, check) → [`StepResult`];
-//! - [`report`]: JSON, Markdown and HTML (inline SVG) writers over a list of steps;
+//! - [`report`]: the one report pipeline (a document model rendered to Markdown and HTML with SVG charts,
+//!   plus the JSON results), used by runs, `compare` and the labs;
 //! - [`progress`], [`cpu`]: the live progress line and the generator's own CPU time;
 //! - [`compare`]: `loadtest compare`, both builds side by side (starting them, CPU and memory per
 //!   process from `/proc`, pgbench ceilings, hop probes, the comparison report);

@@ -1,14 +1,14 @@
-//! Rendering a comparison: the tables, the charts, and the Markdown and
-//! HTML pages, each opening with [`CompareReport::headline_text`].
+//! The comparison as a report [`Document`]: the headline first, then the
+//! charts and tables, the method, and every step; written through the one
+//! report pipeline ([`crate::report`]) as JSON, Markdown and HTML.
 //!
 //! Why it exists: [`super::report`] decides what the numbers are; this
-//! module only lays them out (Markdown for a README or a pull request, one
-//! self-contained HTML page with inline SVG for people), so the two stay
-//! small and the layout can change without touching the math.
+//! module only lays them out, once, for both formats (the per-step details
+//! only in the HTML: the Markdown stays short enough for a README).
 
-use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::{
     ceiling::Ceilings,
@@ -20,10 +20,9 @@ use super::{
 };
 use crate::{
     report::{
-        ReportFiles, Table, fmt_rps,
-        html::{self, Page, Section},
-        markdown, steps_table,
-        svg::{self, BarChart, BarSeries, LineChart, LineSeries, Scale, escape},
+        Block, ChartFiles, Document, ReportFiles, Section, Shown, Table, Text, fmt_rps, run, steps_table,
+        svg::{self, BarChart, BarSeries, LineChart, LineSeries, Scale},
+        write_files,
     },
     stats::fmt_us,
     step::StepResult,
@@ -33,10 +32,7 @@ use crate::{
 pub fn cpu_table(h: &Headline) -> Table {
     let mono = &h.cpu_by_process[Build::Monolith.name()];
     let micro = &h.cpu_by_process[Build::Microservices.name()];
-    let mut t = Table {
-        headers: ["process", "monolith", "microservices", "micro − mono"].map(String::from).to_vec(),
-        rows: Vec::new(),
-    };
+    let mut t = Table::new(&["process", "monolith", "microservices", "micro − mono"]);
     for (p, d) in &h.cpu_difference {
         let cell = |m: &BTreeMap<String, f64>| m.get(p).map_or("–".to_owned(), |v| fmt_us(*v));
         t.rows.push(vec![
@@ -132,16 +128,7 @@ pub fn latency_curve(runs: &[RunRecord]) -> Vec<LineSeries> {
 
 /// Writes `results.json`, `report.md` and `report.html` into `dir`.
 pub fn write(dir: &Path, report: &CompareReport) -> Result<ReportFiles> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files =
-        ReportFiles { json: dir.join("results.json"), markdown: dir.join("report.md"), html: dir.join("report.html") };
-    let json = serde_json::to_string_pretty(report).context("encoding the results")?;
-    std::fs::write(&files.json, json).with_context(|| format!("writing {}", files.json.display()))?;
-    std::fs::write(&files.markdown, render_markdown(report))
-        .with_context(|| format!("writing {}", files.markdown.display()))?;
-    std::fs::write(&files.html, render_html(report).render())
-        .with_context(|| format!("writing {}", files.html.display()))?;
-    Ok(files)
+    write_files(dir, report, &document(report), ChartFiles::Inline)
 }
 
 fn all_steps(report: &CompareReport) -> Vec<StepResult> {
@@ -215,57 +202,22 @@ count), divided by the placed orders of a place-only step at a fixed rate; 'othe
 machine that no listed process took (kernel threads, other sessions' work). Memory is VmHWM of the processes a run \
 started and the proportional set size (Pss) of the shared backing services.";
 
-/// The Markdown report.
-pub fn render_markdown(r: &CompareReport) -> String {
-    let mut out = format!("# {}\n\n{}\n", r.title, r.headline_text());
-    let _ = writeln!(out, "\nMachine: {}\n", machine_text(r));
-    let _ = writeln!(out, "{METHOD}\n");
-    for n in &r.notes {
-        let _ = writeln!(out, "- {n}");
+/// The whole report: the headline (its correctness line as the verdict)
+/// and the machine, then charts and tables, the method and plan, and
+/// every step (HTML only).
+pub fn document(r: &CompareReport) -> Document {
+    let mut doc = Document::new(&r.title);
+    for paragraph in r.headline_text().split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        let text = Text::markup(paragraph);
+        doc.lead.push(if paragraph.starts_with("**Correctness**") {
+            Block::Verdict { passed: r.all_correct(), text }
+        } else {
+            Block::Paragraph(text)
+        });
     }
-    let _ = writeln!(out, "\n## Runs\n\n{}", markdown::table(&runs_table(&r.runs)));
-    let _ = writeln!(out, "Monolith peak (closed model): {} rps.\n", fmt_rps(r.peak.rps));
-    let _ =
-        writeln!(out, "## CPU per placed order by process (median)\n\n{}", markdown::table(&cpu_table(&r.headline)));
-    let _ = writeln!(out, "## Memory (median over runs)\n\n{}", markdown::table(&memory_table(&r.runs).0));
-    if let Some(c) = &r.ceilings {
-        let _ = writeln!(out, "## Database ceiling\n\n{}", markdown::table(&ceiling_table(c)));
-    }
-    if let Some(h) = &r.hops {
-        let _ = writeln!(
-            out,
-            "## Hop probes ({:.0}/s, {:.0} s each)\n\n{}",
-            h.rate,
-            h.duration_s,
-            markdown::table(&hops_table(h))
-        );
-    }
-    let _ = writeln!(out, "## Every step\n\n{}", markdown::table(&steps_table(&all_steps(r))));
-    let _ = writeln!(out, "The plan: {}", r.plan.describe().replace('\n', "  \n"));
-    out
-}
+    doc.lead.push(Block::Paragraph(Text::markup(&format!("Machine: {}", machine_text(r)))));
 
-/// The HTML page: the headline, charts, then the tables and every step.
-pub fn render_html(r: &CompareReport) -> Page {
-    let mut page = Page::new(&r.title);
-    let headline: String = r
-        .headline_text()
-        .split("\n\n")
-        .map(|p| {
-            // **bold** → <b>bold</b>: the odd pieces between the markers.
-            let s: String = escape(p.trim())
-                .split("**")
-                .enumerate()
-                .map(|(i, part)| if i % 2 == 1 { format!("<b>{part}</b>") } else { part.to_owned() })
-                .collect();
-            format!("<p>{s}</p>")
-        })
-        .collect();
-    let class = if r.all_correct() { "pass" } else { "fail" };
-    page.lead = format!(
-        "<div class=\"{class}\" style=\"font-weight:normal\">{headline}</div><p>{}</p>",
-        escape(&machine_text(r))
-    );
+    let mut curves = Section::new("Latency curves");
     let curve = svg::line_chart(&LineChart {
         title: "Latency vs offered load (median over runs)".to_owned(),
         x_label: "offered load (requests/s, default mix)".to_owned(),
@@ -276,7 +228,13 @@ pub fn render_html(r: &CompareReport) -> Page {
         y_format: fmt_us,
         threshold: Some((SLO_P99_US as f64, "SLO p99 ≤ 25 ms".to_owned())),
     });
-    page.push("Latency curves", curve);
+    curves.chart("Latency vs offered load (median over runs)", curve);
+    doc.push(curves);
+
+    let mut runs = Section::new("Runs");
+    runs.table(runs_table(&r.runs)).paragraph(format!("Monolith peak (closed model): {} rps.", fmt_rps(r.peak.rps)));
+    doc.push(runs);
+
     let h = &r.headline;
     let mut procs: Vec<String> = h.cpu_difference.iter().map(|(p, _)| p.clone()).collect();
     procs.sort();
@@ -284,20 +242,25 @@ pub fn render_html(r: &CompareReport) -> Page {
         name: b.name().to_owned(),
         values: procs.iter().map(|p| h.cpu_by_process[b.name()].get(p).copied().unwrap_or(f64::NAN)).collect(),
     };
-    let cpu = svg::bar_chart(&BarChart {
-        title: "CPU per placed order by process (µs, median)".to_owned(),
+    let title = "CPU per placed order by process (µs, median)";
+    let cpu_chart = svg::bar_chart(&BarChart {
+        title: title.to_owned(),
         categories: procs.clone(),
         series: vec![bars(Build::Monolith), bars(Build::Microservices)],
         scale: Scale::Linear,
         format: fmt_us,
     });
-    page.push("CPU per placed order", format!("{cpu}{}", html::table(&cpu_table(h))));
+    let mut cpu = Section::new("CPU per placed order by process (median)");
+    cpu.chart(title, cpu_chart).table(cpu_table(h));
+    doc.push(cpu);
+
     let (mem_table, mem) = memory_table(&r.runs);
     let mut names: Vec<String> = mem.values().flat_map(|m| m.keys().cloned()).collect();
     names.sort();
     names.dedup();
+    let title = "Memory by process (MiB, median over runs)";
     let mem_chart = svg::bar_chart(&BarChart {
-        title: "Memory by process (MiB, median over runs)".to_owned(),
+        title: title.to_owned(),
         categories: names.clone(),
         series: [Build::Monolith, Build::Microservices]
             .map(|b| BarSeries {
@@ -308,25 +271,34 @@ pub fn render_html(r: &CompareReport) -> Page {
         scale: Scale::Linear,
         format: |v| format!("{v:.1}"),
     });
-    page.push("Memory", format!("{mem_chart}{}", html::table(&mem_table)));
-    page.push("Runs", html::table(&runs_table(&r.runs)));
+    let mut memory = Section::new("Memory (median over runs)");
+    memory.chart(title, mem_chart).table(mem_table);
+    doc.push(memory);
+
     if let Some(c) = &r.ceilings {
-        page.push("Database ceiling", html::table(&ceiling_table(c)));
+        let mut ceiling = Section::new("Database ceiling");
+        ceiling.table(ceiling_table(c));
+        doc.push(ceiling);
     }
     if let Some(hp) = &r.hops {
-        page.push("Hop probes", html::table(&hops_table(hp)));
+        let mut hops = Section::new(format!("Hop probes ({:.0}/s, {:.0} s each)", hp.rate, hp.duration_s));
+        hops.table(hops_table(hp));
+        doc.push(hops);
     }
-    let mut method = format!("<p>{}</p><ul>", escape(METHOD));
-    for n in &r.notes {
-        let _ = write!(method, "<li>{}</li>", escape(n));
+    let mut method = Section::new("Method and plan");
+    method.push(Block::Paragraph(Text::plain(METHOD)));
+    if !r.notes.is_empty() {
+        method.push(Block::List(r.notes.iter().map(Text::plain).collect()));
     }
-    method.push_str("</ul>");
-    let _ = write!(method, "<pre>{}</pre>", escape(&r.plan.describe()));
-    page.push("Method and plan", method);
+    method.push(Block::Preformatted(r.plan.describe()));
+    doc.push(method);
+
     let steps = all_steps(r);
-    page.push("Every step", html::table(&steps_table(&steps)));
+    let mut every = Section::new("Every step");
+    every.table(steps_table(&steps));
+    doc.push(every);
     for s in &steps {
-        page.sections.push(Section { heading: s.label.clone(), html: html::step_section(s), collapsed: true });
+        doc.push(Section { heading: s.label.clone(), blocks: run::step_blocks(s), shown: Shown::HtmlOnly });
     }
-    page
+    doc
 }

@@ -4,7 +4,8 @@
 //! splitting cost and where does it go" (micro/mono throughput at the SLO,
 //! CPU per order, the per-process difference); this module gathers every
 //! run into a [`RunRecord`], computes the [`Headline`] with [`super::math`],
-//! and writes it as text. [`super::render`] lays out the rest.
+//! and writes it as text (with the report pipeline's `**strong**` markup).
+//! [`super::render`] lays out the rest.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -439,8 +440,8 @@ fn fraction(value: Option<Spread>, ceiling: f64) -> String {
 mod tests {
     use super::*;
     use crate::{
-        compare::render::{latency_curve, render_html, render_markdown},
-        report::tests::sample_step,
+        compare::render::{document, latency_curve},
+        report::{html, markdown, tests::sample_step},
     };
 
     fn run(build: Build, round: usize, rates: &[(f64, u64)], cpu: &[(&str, f64)]) -> RunRecord {
@@ -528,11 +529,12 @@ mod tests {
             vec![],
             60.0,
         );
-        let md = render_markdown(&report);
+        let doc = document(&report);
+        let md = markdown::render(&doc);
         let first = md.lines().nth(2).unwrap_or_default();
         assert!(first.starts_with("**Throughput at the SLO**") && first.contains("0.67× (0.67–1.00×)"), "{first}");
         assert!(md.contains("**Where the difference goes**") && md.contains("order-service +300µs"));
-        let html = render_html(&report).render();
+        let html = html::render(&doc);
         assert!(html.contains("<b>Throughput at the SLO</b>") && html.contains("Latency vs offered load"));
         assert!(html.contains("CPU per placed order by process") && !html.contains("<script"));
         let curve = latency_curve(&report.runs);

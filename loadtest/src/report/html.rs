@@ -1,77 +1,36 @@
-//! The HTML report: one self-contained page (inline CSS and SVG, no
-//! JavaScript, nothing fetched) with the same tables as the Markdown and
-//! the charts people would rather look at than read.
+//! A [`Document`] as one self-contained HTML page: inline CSS and SVG, no
+//! JavaScript, nothing fetched, so it opens anywhere and diffs as text.
 //!
 //! Why it exists: a latency curve or a percentile ladder is read at a
-//! glance where a table is not. A [`Page`] is a title plus sections;
-//! [`standard_page`] fills it for any list of steps, and `compare` pushes
-//! its own sections (e.g. CPU per order by process, from
-//! [`svg::bar_chart`]) before rendering.
+//! glance where a table is not. The page shows everything the document
+//! holds, charts included; folded sections become `<details>`.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use super::{
-    RunReport, Table, check_verdict, endpoints_table, errors_table, generator_note, markdown, steps_table,
-    svg::{self, BarChart, BarSeries, LineChart, LineSeries, Scale, escape},
+    doc::{Block, Document, Shown, Style, Table, Text},
+    svg::escape,
 };
-use crate::{stats::fmt_us, step::StepResult};
-
-/// One titled part of the page; `html` is trusted markup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section {
-    pub heading: String,
-    pub html: String,
-    /// Render inside a closed `<details>` (for long per-step sections).
-    pub collapsed: bool,
-}
-
-/// A page under construction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub title: String,
-    /// Markup right under the title (the verdict).
-    pub lead: String,
-    pub sections: Vec<Section>,
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222;padding:0 1rem}\
 table{border-collapse:collapse;font-size:13px;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}\
 td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}.pass{color:#176f2c;font-weight:bold}\
-.fail{color:#b00;font-weight:bold}details{margin:1rem 0}summary{font-weight:bold;cursor:pointer}svg{display:block;margin:.5rem 0}";
+.fail{color:#b00;font-weight:bold}details{margin:1rem 0}summary{font-weight:bold;cursor:pointer}svg{display:block;margin:.5rem 0}\
+pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}";
 
-impl Page {
-    pub fn new(title: &str) -> Self {
-        Self { title: title.to_owned(), lead: String::new(), sections: Vec::new() }
-    }
-
-    /// Adds a section at the end.
-    pub fn push(&mut self, heading: &str, html: String) -> &mut Self {
-        self.sections.push(Section { heading: heading.to_owned(), html, collapsed: false });
-        self
-    }
-
-    /// The whole document.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>{}",
-            self.lead,
-            t = escape(&self.title)
-        );
-        for s in &self.sections {
-            if s.collapsed {
-                let _ = write!(out, "<details><summary>{}</summary>{}</details>", escape(&s.heading), s.html);
-            } else {
-                let _ = write!(out, "<h2>{}</h2>{}", escape(&s.heading), s.html);
-            }
-        }
-        out.push_str("</body></html>\n");
-        out
-    }
+/// Inline text as HTML (escaped).
+pub fn text(t: &Text) -> String {
+    t.0.iter()
+        .map(|s| match s.style {
+            Style::Plain => escape(&s.text),
+            Style::Strong => format!("<b>{}</b>", escape(&s.text)),
+            Style::Emphasis => format!("<em>{}</em>", escape(&s.text)),
+            Style::Code => format!("<code>{}</code>", escape(&s.text)),
+        })
+        .collect()
 }
 
-/// A table as HTML.
+/// A table as HTML; `PASSED` and `FAILED…` cells are marked.
 pub fn table(t: &Table) -> String {
     let mut out = String::from("<table><tr>");
     for h in &t.headers {
@@ -96,191 +55,84 @@ pub fn table(t: &Table) -> String {
     out
 }
 
-fn fmt_latency(us: f64) -> String {
-    fmt_us(us)
-}
-
-fn fmt_rate(rps: f64) -> String {
-    format!("{rps:.0}")
-}
-
-/// p50/p90/p99/p99.9/max bars per endpoint of one step (log scale).
-pub fn percentile_chart(step: &StepResult) -> String {
-    let endpoints: Vec<_> = step.summary.endpoints.iter().chain(std::iter::once(&step.summary.overall)).collect();
-    let labels = step.summary.overall.latency.labelled().map(|(name, _)| name);
-    let series = labels
-        .iter()
-        .enumerate()
-        .map(|(i, name)| BarSeries {
-            name: (*name).to_owned(),
-            values: endpoints.iter().map(|e| e.latency.labelled()[i].1 as f64).collect(),
-        })
-        .collect();
-    svg::bar_chart(&BarChart {
-        title: format!("Latency percentiles per endpoint: {}", step.label),
-        categories: endpoints.iter().map(|e| e.name.clone()).collect(),
-        series,
-        scale: Scale::Log,
-        format: fmt_latency,
-    })
-}
-
-/// p50 and p99 against offered load, one pair of lines per group, for the
-/// open-model steps; `None` when there are none.
-pub fn latency_vs_load_chart(steps: &[StepResult], slo_p99_us: Option<u64>) -> Option<String> {
-    /// `(offered rps, latency µs)` points.
-    type Points = Vec<(f64, f64)>;
-    let mut groups: BTreeMap<&str, (Points, Points)> = BTreeMap::new();
-    for s in steps {
-        if let Some(rate) = s.offered_rps {
-            let g = groups.entry(s.group.as_str()).or_default();
-            g.0.push((rate, s.latency().p50_us as f64));
-            g.1.push((rate, s.latency().p99_us as f64));
+fn block(out: &mut String, block: &Block) {
+    match block {
+        Block::Paragraph(t) => {
+            let _ = write!(out, "<p>{}</p>", text(t));
         }
-    }
-    if groups.is_empty() {
-        return None;
-    }
-    let series = groups
-        .into_iter()
-        .flat_map(|(group, (p50, p99))| {
-            [
-                LineSeries { name: format!("{group} p50"), points: p50 },
-                LineSeries { name: format!("{group} p99"), points: p99 },
-            ]
-        })
-        .collect();
-    Some(svg::line_chart(&LineChart {
-        title: "Latency vs offered load".to_owned(),
-        x_label: "offered load (requests/s)".to_owned(),
-        y_label: "latency (from intended send)".to_owned(),
-        series,
-        y_scale: Scale::Log,
-        x_format: fmt_rate,
-        y_format: fmt_latency,
-        threshold: slo_p99_us.map(|us| (us as f64, format!("SLO p99 ≤ {}", fmt_us(us as f64)))),
-    }))
-}
-
-/// Achieved against offered throughput per group (the diagonal is keeping up).
-pub fn throughput_chart(steps: &[StepResult]) -> Option<String> {
-    let mut groups: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for s in steps {
-        if let Some(rate) = s.offered_rps {
-            groups.entry(s.group.as_str()).or_default().push((rate, s.achieved_rps()));
+        Block::Verdict { passed, text: t } => {
+            let class = if *passed { "pass" } else { "fail" };
+            let _ = write!(out, "<p class=\"{class}\">{}</p>", text(t));
         }
+        Block::Subheading(h) => {
+            let _ = write!(out, "<h3>{}</h3>", escape(h));
+        }
+        Block::Table(t) => out.push_str(&table(t)),
+        Block::List(items) => {
+            out.push_str("<ul>");
+            for item in items {
+                let _ = write!(out, "<li>{}</li>", text(item));
+            }
+            out.push_str("</ul>");
+        }
+        Block::Preformatted(p) => {
+            let _ = write!(out, "<pre>{}</pre>", escape(p));
+        }
+        Block::Chart(c) => out.push_str(&c.svg),
     }
-    if groups.is_empty() {
-        return None;
-    }
-    let mut series: Vec<LineSeries> =
-        groups.into_iter().map(|(g, points)| LineSeries { name: g.to_owned(), points }).collect();
-    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(0.0, f64::max);
-    series.push(LineSeries { name: "offered".to_owned(), points: vec![(0.0, 0.0), (max, max)] });
-    Some(svg::line_chart(&LineChart {
-        title: "Achieved vs offered throughput".to_owned(),
-        x_label: "offered load (requests/s)".to_owned(),
-        y_label: "achieved (requests/s)".to_owned(),
-        series,
-        y_scale: Scale::Linear,
-        x_format: fmt_rate,
-        y_format: fmt_rate,
-        threshold: None,
-    }))
 }
 
-/// The details of one step: chart, endpoints, errors, generator, check.
-pub fn step_section(step: &StepResult) -> String {
-    let mut out = format!(
-        "<p>{} against <code>{}</code>, {} s measured after {} s warm-up, mix <code>{}</code>, seed {}.</p>",
-        escape(&step.model.describe()),
-        escape(&step.base_url),
-        step.duration_s,
-        step.warmup_s,
-        step.mix,
-        step.seed
+/// The whole page.
+pub fn render(doc: &Document) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>",
+        t = escape(&doc.title)
     );
-    out.push_str(&percentile_chart(step));
-    out.push_str(&table(&endpoints_table(step)));
-    let errors = errors_table(step);
-    if !errors.rows.is_empty() {
-        out.push_str("<h3>Errors</h3>");
-        out.push_str(&table(&errors));
+    for b in &doc.lead {
+        block(&mut out, b);
     }
-    let _ = write!(out, "<p>{}</p>", escape(&generator_note(step)));
-    let verdict = check_verdict(step);
-    let class = if step.correct() { "pass" } else { "fail" };
-    let _ = write!(out, "<p>Correctness check: <span class=\"{class}\">{}</span></p>", escape(&verdict));
-    if let Some(c) = step.check.as_ref().filter(|c| !c.violations.is_empty()) {
-        out.push_str("<ul>");
-        for v in &c.violations {
-            let _ = write!(out, "<li>{}</li>", escape(v));
+    for s in &doc.sections {
+        let folded = s.shown != Shown::Open;
+        if folded {
+            let _ = write!(out, "<details><summary>{}</summary>", escape(&s.heading));
+        } else {
+            let _ = write!(out, "<h2>{}</h2>", escape(&s.heading));
         }
-        out.push_str("</ul>");
+        for b in &s.blocks {
+            block(&mut out, b);
+        }
+        if folded {
+            out.push_str("</details>");
+        }
     }
+    out.push_str("</body></html>\n");
     out
-}
-
-/// The page every run gets: verdict, steps table, load charts (when there
-/// are open-model steps), and a collapsible section per step.
-pub fn standard_page(report: &RunReport) -> Page {
-    let mut page = Page::new(&report.title);
-    let verdict = markdown::verdict(report).replace("**", "");
-    let class = if report.steps.iter().all(StepResult::correct) { "pass" } else { "fail" };
-    page.lead = format!(
-        "<p class=\"{class}\">{}</p><p>Generated {} by {} {}. Latency is measured from each request's intended \
-         send time (open model) or actual send (closed model).</p>",
-        escape(&verdict),
-        escape(&report.generated_at),
-        escape(&report.tool),
-        escape(&report.version)
-    );
-    page.push("Steps", table(&steps_table(&report.steps)));
-    if report.steps.iter().filter(|s| s.offered_rps.is_some()).count() > 1 {
-        let mut charts = latency_vs_load_chart(&report.steps, None).unwrap_or_default();
-        charts.push_str(&throughput_chart(&report.steps).unwrap_or_default());
-        page.push("Load curves", charts);
-    }
-    for (i, step) in report.steps.iter().enumerate() {
-        page.sections.push(Section { heading: step.label.clone(), html: step_section(step), collapsed: i > 0 });
-    }
-    page
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample_step;
+    use crate::report::doc::Section;
 
     #[test]
-    fn the_page_is_self_contained_and_charts_every_step() {
-        let report =
-            RunReport::new("t <1>", &[sample_step("a", 100.0, 1_000, true), sample_step("b", 200.0, 1_500, true)]);
-        let html = standard_page(&report).render();
+    fn the_page_is_self_contained_escaped_and_folds_what_is_folded() {
+        let mut doc = Document::new("t <1>");
+        doc.lead.push(Block::Verdict { passed: false, text: "**FAILED** in 1 of 2".into() });
+        let mut open = Section::new("Open & shut");
+        open.paragraph("see `a<b`").chart("c", "<svg></svg>".into());
+        open.push(Block::Preformatted("x < y".into()));
+        doc.push(open);
+        let mut folded = Section::new("Details").shown(Shown::Folded);
+        folded.table(Table { headers: vec!["check".into()], rows: vec![vec!["PASSED".into()]] });
+        doc.push(folded);
+        let html = render(&doc);
         assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<title>t &lt;1&gt;</title>"));
         assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
-        // Two percentile charts, the latency curve and the throughput chart.
-        assert_eq!(html.matches("<svg").count(), 4);
-        assert!(html.contains("Latency vs offered load") && html.contains("mono p99"));
-    }
-
-    #[test]
-    fn a_single_step_gets_no_load_curve_and_other_tools_can_add_sections() {
-        let report = RunReport::new("t", &[sample_step("a", 100.0, 1_000, false)]);
-        let mut page = standard_page(&report);
-        page.push("CPU per order", "<svg></svg>".to_owned());
-        let html = page.render();
-        assert!(!html.contains("Latency vs offered load"));
-        assert!(html.contains("<h2>CPU per order</h2>"));
-        assert!(html.contains("class=\"fail\""));
-    }
-
-    #[test]
-    fn the_load_curve_has_a_pair_of_lines_per_group_and_the_slo() {
-        let mut b = sample_step("b", 200.0, 1_500, true);
-        b.group = "micro".into();
-        let svg = latency_vs_load_chart(&[sample_step("a", 100.0, 1_000, true), b], Some(25_000)).expect("chart");
-        assert_eq!(svg.matches("class=\"line\"").count(), 4);
-        assert!(svg.contains("SLO p99 ≤ 25.0ms"));
+        assert!(html.contains("<p class=\"fail\"><b>FAILED</b> in 1 of 2</p>"));
+        assert!(html.contains("<h2>Open &amp; shut</h2><p>see <code>a&lt;b</code></p><svg></svg><pre>x &lt; y</pre>"));
+        assert!(html.contains("<details><summary>Details</summary><table>"));
+        assert!(html.contains("<td class=\"pass\">PASSED</td>"));
     }
 }

@@ -1,13 +1,36 @@
-//! The Markdown report: the verdict first, then one table of steps, then
-//! each step's endpoints, errors, generator cost and correctness check.
+//! A [`Document`] as GitHub-flavoured Markdown: what gets pasted into a
+//! README or a pull request, or committed next to a lab.
 //!
-//! Why it exists: it is what gets pasted into a README or a pull request,
-//! so it reads top-down and needs no pictures.
+//! Why it exists: Markdown is read top-down and as text, so it gets every
+//! section but those marked [`Shown::HtmlOnly`], and charts only as links
+//! to SVG files written beside it ([`Charts::Linked`]); by default it
+//! leaves them out ([`Charts::Omit`]), and a section of charts alone
+//! disappears with them.
 
 use std::fmt::Write as _;
 
-use super::{RunReport, Table, check_verdict, endpoints_table, errors_table, generator_note, steps_table};
-use crate::stats::fmt_us;
+use super::doc::{Block, Document, Shown, Style, Table, Text};
+
+/// What to do with the document's charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charts<'a> {
+    /// Leave them out (they are in the HTML).
+    Omit,
+    /// Link each, in document order, to the SVG file of this name.
+    Linked(&'a [String]),
+}
+
+/// Inline text as Markdown.
+pub fn text(t: &Text) -> String {
+    t.0.iter()
+        .map(|s| match s.style {
+            Style::Plain => s.text.clone(),
+            Style::Strong => format!("**{}**", s.text),
+            Style::Emphasis => format!("*{}*", s.text),
+            Style::Code => format!("`{}`", s.text),
+        })
+        .collect()
+}
 
 /// A table as GitHub-flavoured Markdown (pipes in cells escaped).
 pub fn table(t: &Table) -> String {
@@ -20,115 +43,102 @@ pub fn table(t: &Table) -> String {
     out
 }
 
-/// The verdict line: how many steps stayed correct.
-pub fn verdict(report: &RunReport) -> String {
-    let failed = report.steps.iter().filter(|s| !s.correct()).count();
-    if failed == 0 {
-        format!("**Correctness: PASSED** ({} step(s); every checked invariant held).", report.steps.len())
-    } else {
-        format!(
-            "**Correctness: FAILED** in {failed} of {} step(s): their numbers do not count, whatever their speed.",
-            report.steps.len()
-        )
-    }
+/// The document with its charts left out.
+pub fn render(doc: &Document) -> String {
+    render_with(doc, Charts::Omit)
 }
 
-/// The whole report.
-pub fn render(report: &RunReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# {}\n", report.title);
-    let _ = writeln!(out, "Generated {} by {} {}.\n", report.generated_at, report.tool, report.version);
-    let _ = writeln!(out, "{}\n", verdict(report));
-    let _ = writeln!(
-        out,
-        "Latency is measured from each request's *intended* send time in the open model (coordinated-omission \
-         free) and from its actual send in the closed model. Errors are HTTP 4xx/5xx plus requests without an \
-         answer.\n"
-    );
-    let _ = writeln!(out, "## Steps\n\n{}", table(&steps_table(&report.steps)));
-    for step in &report.steps {
-        let _ = writeln!(out, "## {}\n", step.label);
-        let _ = writeln!(
-            out,
-            "{} against `{}`, {} s measured after {} s warm-up (window {:.1} s, at most {} requests), mix `{}`, \
-             seed {}; {} users set up in {:.1} s with {} cents each; started {}.\n",
-            step.model.describe(),
-            step.base_url,
-            step.duration_s,
-            step.warmup_s,
-            step.window_s,
-            step.max_requests,
-            step.mix,
-            step.seed,
-            step.setup.users,
-            step.setup_s,
-            step.setup.wallet_cents,
-            step.started_at
-        );
-        let _ = writeln!(out, "{}", table(&endpoints_table(step)));
-        let service = &step.summary.overall.service_time;
-        let _ = writeln!(
-            out,
-            "Service time (from the actual send): p50 {}, p99 {}, max {}.\n",
-            fmt_us(service.p50_us as f64),
-            fmt_us(service.p99_us as f64),
-            fmt_us(service.max_us as f64)
-        );
-        let errors = errors_table(step);
-        if !errors.rows.is_empty() {
-            let _ = writeln!(out, "Errors:\n\n{}", table(&errors));
+/// The document, with its charts as `charts` says.
+pub fn render_with(doc: &Document, charts: Charts<'_>) -> String {
+    let mut out = format!("# {}\n\n", doc.title);
+    let mut chart = 0;
+    for block in &doc.lead {
+        write_block(&mut out, block, charts, &mut chart);
+    }
+    for section in &doc.sections {
+        let charts_only = section.blocks.iter().all(|b| matches!(b, Block::Chart(_)));
+        if section.shown == Shown::HtmlOnly || (charts_only && charts == Charts::Omit) {
+            chart += section.blocks.iter().filter(|b| matches!(b, Block::Chart(_))).count();
+            continue;
         }
-        let _ = writeln!(out, "{}\n", generator_note(step));
-        match &step.check {
-            Some(c) => {
-                let statuses: Vec<String> = c.orders_by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
-                let _ = writeln!(
-                    out,
-                    "Correctness check: **{}**: {} users, {} orders ({}), {} ledger entries, in {:.1} s.\n",
-                    check_verdict(step),
-                    c.users_checked,
-                    c.orders_checked,
-                    if statuses.is_empty() { "none".to_owned() } else { statuses.join(", ") },
-                    c.ledger_entries,
-                    c.seconds
-                );
-                for v in &c.violations {
-                    let _ = writeln!(out, "- {v}");
-                }
-                if c.violation_count > c.violations.len() {
-                    let _ = writeln!(out, "- … and {} more", c.violation_count - c.violations.len());
-                }
-                if !c.violations.is_empty() {
-                    out.push('\n');
-                }
-            }
-            None => {
-                let _ = writeln!(out, "Correctness check: not run.\n");
-            }
+        let _ = write!(out, "## {}\n\n", section.heading);
+        for block in &section.blocks {
+            write_block(&mut out, block, charts, &mut chart);
         }
     }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
     out
+}
+
+fn write_block(out: &mut String, block: &Block, charts: Charts<'_>, chart: &mut usize) {
+    match block {
+        Block::Paragraph(t) | Block::Verdict { text: t, .. } => {
+            let _ = write!(out, "{}\n\n", text(t));
+        }
+        Block::Subheading(h) => {
+            let _ = write!(out, "### {h}\n\n");
+        }
+        Block::Table(t) => {
+            let _ = writeln!(out, "{}", table(t));
+        }
+        Block::List(items) => {
+            for item in items {
+                let _ = writeln!(out, "- {}", text(item));
+            }
+            out.push('\n');
+        }
+        Block::Preformatted(p) => {
+            let _ = write!(out, "```\n{}\n```\n\n", p.trim_end());
+        }
+        Block::Chart(c) => {
+            if let Charts::Linked(files) = charts
+                && let Some(file) = files.get(*chart)
+            {
+                let _ = write!(out, "![{}]({file})\n\n", c.title);
+            }
+            *chart += 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample_step;
+    use crate::report::doc::{Section, Shown};
 
-    #[test]
-    fn the_report_opens_with_the_verdict_and_lists_violations() {
-        let report = RunReport::new("t", &[sample_step("a", 100.0, 1_000, true), sample_step("b", 200.0, 900, false)]);
-        let md = render(&report);
-        assert!(md.starts_with("# t\n"));
-        let verdict_at = md.find("**Correctness: FAILED** in 1 of 2").expect("verdict");
-        assert!(verdict_at < md.find("## Steps").expect("steps"));
-        assert!(md.contains("- u: money not conserved"));
-        assert!(md.contains("| POST /v1/orders | HTTP 503 | 2 |"));
+    fn sample() -> Document {
+        let mut doc = Document::new("Title");
+        doc.lead.push(Block::Verdict { passed: true, text: "**PASSED** (2 steps)".into() });
+        let mut s = Section::new("Numbers");
+        s.paragraph("a `code` word").table(Table { headers: vec!["a".into()], rows: vec![vec!["x|y".into()]] });
+        s.push(Block::List(vec!["one".into(), "two".into()]));
+        s.push(Block::Preformatted("line 1\nline 2\n".into()));
+        doc.push(s);
+        let mut charts = Section::new("Charts");
+        charts.chart("Latency", "<svg/>".into());
+        doc.push(charts);
+        let mut hidden = Section::new("Details").shown(Shown::HtmlOnly);
+        hidden.paragraph("only in HTML");
+        doc.push(hidden);
+        doc
     }
 
     #[test]
-    fn pipes_in_cells_are_escaped() {
-        let t = Table { headers: vec!["a".into()], rows: vec![vec!["x|y".into()]] };
-        assert_eq!(table(&t), "| a |\n|---|\n| x\\|y |\n");
+    fn every_block_renders_and_html_only_sections_and_lone_charts_are_left_out() {
+        let md = render(&sample());
+        assert_eq!(
+            md,
+            "# Title\n\n**PASSED** (2 steps)\n\n## Numbers\n\na `code` word\n\n| a |\n|---|\n| x\\|y |\n\n\
+             - one\n- two\n\n```\nline 1\nline 2\n```\n"
+        );
+    }
+
+    #[test]
+    fn linked_charts_point_at_their_files() {
+        let files = vec!["latency.svg".to_owned()];
+        let md = render_with(&sample(), Charts::Linked(&files));
+        assert!(md.ends_with("## Charts\n\n![Latency](latency.svg)\n"), "{md}");
     }
 }

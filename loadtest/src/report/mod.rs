@@ -1,85 +1,118 @@
-//! Reports of a list of step results: JSON (for machines and for
-//! `compare`), Markdown (for READMEs and pull requests) and a
+//! The one report pipeline: every report (a run, a comparison, a lab) is
+//! built as a [`Document`] and written as JSON (the results, for machines
+//! and re-rendering), Markdown (for READMEs and pull requests) and one
 //! self-contained HTML page with SVG charts (for people).
 //!
-//! Why it exists: one run and a whole comparison are both "a list of
-//! [`StepResult`]s", so every writer takes a slice of them and the tables
-//! are computed once ([`Table`]) and rendered twice. `compare` adds its
-//! own sections to the HTML [`html::Page`] and its own charts through
-//! [`svg::bar_chart`].
+//! Why it exists: reports used to be written twice, once per format, and
+//! twice again for `compare`; the formats drifted (a sentence in one, a
+//! chart in the other). Now a report is data, written once, and the
+//! renderers decide only how it looks.
+//!
+//! # Layout
+//!
+//! - [`doc`]: the model (sections of paragraphs, verdicts, tables, lists,
+//!   preformatted text and charts); depends on std only;
+//! - [`markdown`], [`html`]: its two renderings;
+//! - [`svg`]: the charts, as SVG text we write ourselves (bars, lines);
+//! - [`run`]: the run report and the pieces that describe steps (tables,
+//!   charts, a step's section), reused by `compare` and by the labs;
+//! - [`write_files`]: `results.json`, `report.md`, `report.html` (and, on
+//!   request, each chart as an `.svg` file the Markdown links to).
+//!
+//! `doc`, `markdown`, `html` and `svg` know nothing of load tests: a lab
+//! crate builds its own [`Document`] and calls [`write_files`].
 
+pub mod doc;
 pub mod html;
 pub mod markdown;
+pub mod run;
 pub mod svg;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use serde::Serialize;
 
-use crate::{stats::fmt_us, step::StepResult};
+pub use self::{
+    doc::{Block, Chart, Document, Section, Shown, Table, Text},
+    run::{RunReport, steps_table},
+};
+use crate::step::StepResult;
 
-/// The JSON file: the results and where they came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunReport {
-    pub title: String,
-    pub tool: String,
-    pub version: String,
-    /// RFC 3339.
-    pub generated_at: String,
-    pub steps: Vec<StepResult>,
-}
-
-impl RunReport {
-    pub fn new(title: &str, steps: &[StepResult]) -> Self {
-        Self {
-            title: title.to_owned(),
-            tool: env!("CARGO_PKG_NAME").to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            generated_at: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-            steps: steps.to_vec(),
-        }
-    }
-}
-
-/// Where [`write_reports`] put its files.
+/// Where [`write_files`] put its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportFiles {
     pub json: PathBuf,
     pub markdown: PathBuf,
     pub html: PathBuf,
+    /// The charts as SVG files, when asked for ([`ChartFiles::Write`]).
+    pub charts: Vec<PathBuf>,
 }
 
-/// Writes `results.json`, `report.md` and `report.html` into `dir`
-/// (created if missing).
-pub fn write_reports(dir: &Path, title: &str, results: &[StepResult]) -> Result<ReportFiles> {
+/// Whether the charts also go into files of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartFiles {
+    /// Only inline in the HTML; the Markdown has none.
+    Inline,
+    /// Also `NN-title.svg` beside the reports, linked from the Markdown
+    /// (so a committed report shows its charts on a code host).
+    Write,
+}
+
+/// Writes `results.json` (the `results` as pretty JSON), `report.md` and
+/// `report.html` of `doc` into `dir` (created if missing).
+pub fn write_files(dir: &Path, results: &impl Serialize, doc: &Document, charts: ChartFiles) -> Result<ReportFiles> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let report = RunReport::new(title, results);
-    let files =
-        ReportFiles { json: dir.join("results.json"), markdown: dir.join("report.md"), html: dir.join("report.html") };
-    let json = serde_json::to_string_pretty(&report).context("encoding the results")?;
+    let mut files = ReportFiles {
+        json: dir.join("results.json"),
+        markdown: dir.join("report.md"),
+        html: dir.join("report.html"),
+        charts: Vec::new(),
+    };
+    let json = serde_json::to_string_pretty(results).context("encoding the results")?;
     write(&files.json, &json)?;
-    write(&files.markdown, &markdown::render(&report))?;
-    write(&files.html, &html::standard_page(&report).render())?;
+    let markdown = match charts {
+        ChartFiles::Inline => markdown::render(doc),
+        ChartFiles::Write => {
+            let names: Vec<String> =
+                doc.charts().enumerate().map(|(i, c)| format!("{:02}-{}.svg", i + 1, slug(&c.title))).collect();
+            for (chart, name) in doc.charts().zip(&names) {
+                let path = dir.join(name);
+                write(&path, &chart.svg)?;
+                files.charts.push(path);
+            }
+            markdown::render_with(doc, markdown::Charts::Linked(&names))
+        }
+    };
+    write(&files.markdown, &markdown)?;
+    write(&files.html, &html::render(doc))?;
     Ok(files)
+}
+
+/// The run report of `results` (see [`run::document`]), charts inline.
+pub fn write_reports(dir: &Path, title: &str, results: &[StepResult]) -> Result<ReportFiles> {
+    let report = RunReport::new(title, results);
+    write_files(dir, &report, &run::document(&report), ChartFiles::Inline)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A table computed once, rendered as Markdown or HTML.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
-    pub headers: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(headers: &[&str]) -> Self {
-        Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+/// A file-name-safe form of a title: lowercase letters and digits joined
+/// by `-`, at most 48 characters.
+pub fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
     }
+    out.truncate(48);
+    let trimmed = out.trim_end_matches('-').to_owned();
+    if trimmed.is_empty() { "chart".to_owned() } else { trimmed }
 }
 
 /// A rate, for people: `498.3`.
@@ -90,112 +123,6 @@ pub fn fmt_rps(rps: f64) -> String {
 /// A share as a percentage: `0.25 %`.
 pub fn fmt_pct(share: f64) -> String {
     format!("{:.2} %", share * 100.0)
-}
-
-/// `PASSED`, `FAILED (n)` or `not run`.
-pub fn check_verdict(step: &StepResult) -> String {
-    match &step.check {
-        Some(c) if c.passed => "PASSED".to_owned(),
-        Some(c) => format!("FAILED ({} violations)", c.violation_count),
-        None => "not run".to_owned(),
-    }
-}
-
-/// One row per step: what was offered, achieved, and whether it stayed correct.
-pub fn steps_table(results: &[StepResult]) -> Table {
-    let mut t = Table::new(&[
-        "step",
-        "model",
-        "offered rps",
-        "achieved rps",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "max",
-        "errors",
-        "orders c/r/p/f/x",
-        "check",
-    ]);
-    for s in results {
-        let l = s.latency();
-        let o = &s.orders;
-        t.rows.push(vec![
-            s.label.clone(),
-            s.model.describe(),
-            s.offered_rps.map_or_else(|| "–".to_owned(), fmt_rps),
-            fmt_rps(s.achieved_rps()),
-            fmt_us(l.p50_us as f64),
-            fmt_us(l.p90_us as f64),
-            fmt_us(l.p99_us as f64),
-            fmt_us(l.p999_us as f64),
-            fmt_us(l.max_us as f64),
-            format!("{} ({})", s.summary.overall.errors, fmt_pct(s.summary.overall.error_rate)),
-            format!("{}/{}/{}/{}/{}", o.confirmed, o.rejected, o.pending, o.failed, o.cancelled),
-            check_verdict(s),
-        ]);
-    }
-    t
-}
-
-/// One row per endpoint of a step, then `all`.
-pub fn endpoints_table(step: &StepResult) -> Table {
-    let mut t =
-        Table::new(&["endpoint", "requests", "rps", "p50", "p90", "p99", "p99.9", "max", "service p99", "errors"]);
-    for e in step.summary.endpoints.iter().chain(std::iter::once(&step.summary.overall)) {
-        t.rows.push(vec![
-            e.name.clone(),
-            e.count.to_string(),
-            fmt_rps(e.throughput_rps),
-            fmt_us(e.latency.p50_us as f64),
-            fmt_us(e.latency.p90_us as f64),
-            fmt_us(e.latency.p99_us as f64),
-            fmt_us(e.latency.p999_us as f64),
-            fmt_us(e.latency.max_us as f64),
-            fmt_us(e.service_time.p99_us as f64),
-            format!("{} ({})", e.errors, fmt_pct(e.error_rate)),
-        ]);
-    }
-    t
-}
-
-/// One row per (endpoint, error): HTTP status with problem code, or a
-/// transport error kind. Empty when the step had no errors.
-pub fn errors_table(step: &StepResult) -> Table {
-    let mut t = Table::new(&["endpoint", "error", "count"]);
-    for e in step.summary.endpoints.iter() {
-        for (status, n) in e.statuses.iter().filter(|(s, _)| s.as_str() >= "400") {
-            t.rows.push(vec![e.name.clone(), format!("HTTP {status}"), n.to_string()]);
-        }
-        for (code, n) in &e.problem_codes {
-            t.rows.push(vec![e.name.clone(), format!("code {code}"), n.to_string()]);
-        }
-        for (kind, n) in &e.transport_errors {
-            t.rows.push(vec![e.name.clone(), kind.clone(), n.to_string()]);
-        }
-    }
-    if step.summary.unsent > 0 {
-        t.rows.push(vec!["(scheduled)".to_owned(), "not_sent".to_owned(), step.summary.unsent.to_string()]);
-    }
-    t
-}
-
-/// A sentence on what the generator itself did and cost.
-pub fn generator_note(step: &StepResult) -> String {
-    let s = &step.summary;
-    let mut note = format!(
-        "Generator: send lag p50 {}, p99 {} (max {}); {} request(s) waited for an in-flight slot; {} never sent",
-        fmt_us(s.send_lag.p50_us as f64),
-        fmt_us(s.send_lag.p99_us as f64),
-        fmt_us(s.send_lag.max_us as f64),
-        s.backlogged,
-        s.unsent
-    );
-    if let Some(g) = &step.generator {
-        note.push_str(&format!("; own CPU {:.0} ms, {:.1} µs per request", g.cpu_ms, g.cpu_us_per_request));
-    }
-    note.push('.');
-    note
 }
 
 #[cfg(test)]
@@ -282,28 +209,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_steps_table_reads_offered_achieved_percentiles_errors_and_the_verdict() {
-        let t = steps_table(&[sample_step("a", 100.0, 1_000, true), sample_step("b", 200.0, 2_000, false)]);
-        assert_eq!(t.rows.len(), 2);
-        assert_eq!(t.rows[0][2..10], ["100", "100", "1.00ms", "2.00ms", "4.00ms", "8.00ms", "10.0ms", "2 (0.20 %)"]);
-        assert_eq!(t.rows[0][10], "990/8/0/2/0");
-        assert_eq!(t.rows[0][11], "PASSED");
-        assert_eq!(t.rows[1][11], "FAILED (1 violations)");
-    }
-
-    #[test]
-    fn the_errors_table_lists_statuses_and_problem_codes() {
-        let t = errors_table(&sample_step("a", 100.0, 1_000, true));
-        assert_eq!(
-            t.rows,
-            [
-                vec!["POST /v1/orders".to_owned(), "HTTP 503".to_owned(), "2".to_owned()],
-                vec!["POST /v1/orders".to_owned(), "code payment_unavailable".to_owned(), "2".to_owned()],
-            ]
-        );
-    }
-
-    #[test]
     fn reports_are_written_and_the_json_reads_back() {
         let dir = std::env::temp_dir().join(format!("loadtest-report-{}", uuid::Uuid::now_v7().simple()));
         let steps = [sample_step("a", 100.0, 1_000, true)];
@@ -316,6 +221,29 @@ pub(crate) mod tests {
         assert_eq!(back.steps[0].check, steps[0].check);
         assert!(std::fs::read_to_string(&files.markdown).expect("md").contains("| a |"));
         assert!(std::fs::read_to_string(&files.html).expect("html").contains("<svg"));
+        assert!(files.charts.is_empty());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn charts_can_be_written_as_files_the_markdown_links() {
+        let dir = std::env::temp_dir().join(format!("loadtest-charts-{}", uuid::Uuid::now_v7().simple()));
+        let report = RunReport::new("t", &[sample_step("a", 100.0, 1_000, true)]);
+        let files = write_files(&dir, &report, &run::document(&report), ChartFiles::Write).expect("written");
+        assert_eq!(files.charts.len(), 1);
+        let name = files.charts[0].file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        assert_eq!(name, "01-latency-percentiles-per-endpoint-a.svg");
+        let svg = std::fs::read_to_string(&files.charts[0]).expect("svg");
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "a standalone SVG file");
+        let md = std::fs::read_to_string(&files.markdown).expect("md");
+        assert!(md.contains(&format!("]({name})")), "{md}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn slugs_are_file_name_safe() {
+        assert_eq!(slug("Latency vs offered load (median over runs)"), "latency-vs-offered-load-median-over-runs");
+        assert_eq!(slug("CPU <per> order: µs"), "cpu-per-order-s");
+        assert_eq!(slug("—"), "chart");
     }
 }
