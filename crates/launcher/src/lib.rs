@@ -14,6 +14,40 @@
 //! queues, namespaces, iptables rules, cgroups, nginx) is removed by
 //! [`System::stop`], and leftovers of a crashed run by the next start.
 //!
+//! # A lab's use
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use twinshop_launcher::{Limits, Plan, ProcessId, RestartPolicy, Service, System};
+//!
+//! # async fn lab() -> anyhow::Result<()> {
+//! let plan = Plan::microservices()
+//!     .replicas(Service::Order, 2)
+//!     .replicas(Service::Payment, 2)
+//!     .namespaces(true)
+//!     .limits(Service::Order, Limits::cpu(0.25))
+//!     .restart(RestartPolicy::on_exit())
+//!     .env(Service::Order, "ORDER_CONSISTENCY_MODE", "available");
+//! let system = System::start(plan).await?;
+//! let base_url = system.url().expect("the plan has an edge"); // drive the workload here
+//! let mut events = system.events().subscribe(); // started, ready, exited, OOM-killed, restarts...
+//!
+//! let order1 = ProcessId::new(Service::Order, 1);
+//! system.kill(order1).await?; // SIGKILL; the restart policy brings it back
+//! system.supervisor(order1)?.wait_ready(Duration::from_secs(30)).await?;
+//!
+//! system.partition_services(Service::Order, Service::Payment).await?; // connections hang
+//! tokio::time::sleep(Duration::from_secs(10)).await;
+//! system.heal_services(Service::Order, Service::Payment).await?;
+//!
+//! let rollout = system.rolling_replace(Service::Payment, None).await?; // 0 failed requests
+//! println!("{base_url}: payment rolled in {:?}", rollout.took);
+//! let report = system.stop().await?; // drains; drops databases, queues, namespaces, cgroups
+//! # let _ = (report, events.try_recv());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! - [`plan`]: what to run; pure data with a builder.

@@ -12,40 +12,8 @@ use std::{
     time::Duration,
 };
 
-use common::{client, plan};
-use json::field;
+use common::{client, place_order, plan, user_with_money};
 use twinshop_launcher::{Plan, Service, System};
-
-/// Tiny JSON field reads, so the test needs no JSON crate.
-mod json {
-    /// The string value of `"key":"…"` in `body`.
-    pub fn field(body: &str, key: &str) -> Option<String> {
-        let start = body.find(&format!("\"{key}\":\""))? + key.len() + 4;
-        Some(body[start..].split('"').next()?.to_owned())
-    }
-}
-
-async fn user_with_money(http: &reqwest::Client, edge: &str) -> String {
-    let email = format!("launcher-{:08x}@example.com", rand_u32());
-    let address = r#"{"line1":"1 Test St","city":"Testville","postal_code":"12345","country":"DE"}"#;
-    let body = format!(r#"{{"email":"{email}","password":"correct horse battery","name":"T","address":{address}}}"#);
-    let res = http.post(format!("{edge}/v1/users")).header("content-type", "application/json").body(body);
-    assert_eq!(res.send().await.expect("register").status(), 201);
-    let login = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
-    let res = http.post(format!("{edge}/v1/sessions")).header("content-type", "application/json").body(login);
-    let token = field(&res.send().await.expect("login").text().await.expect("body"), "access_token").expect("token");
-    let res = http
-        .post(format!("{edge}/v1/wallet/top-ups"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"amount_cents":1000000}"#);
-    assert_eq!(res.send().await.expect("top up").status(), 201);
-    token
-}
-
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_user_and_payment_behind_the_internal_balancers_fails_no_order() {
@@ -69,23 +37,7 @@ async fn rolling_user_and_payment_behind_the_internal_balancers_fails_no_order()
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let key = format!("launcher-{w}-{n}");
-                // A careful client: the same key again if the connection died without an answer.
-                let mut outcome = None;
-                for _ in 0..3 {
-                    let res = http
-                        .post(format!("{edge}/v1/orders"))
-                        .bearer_auth(&token)
-                        .header("Idempotency-Key", &key)
-                        .header("content-type", "application/json")
-                        .body(r#"{"items":[{"product_id":"sku-chocolate","quantity":1}]}"#)
-                        .send()
-                        .await;
-                    if let Ok(res) = res {
-                        let status = res.status().as_u16();
-                        outcome = Some((status, field(&res.text().await.unwrap_or_default(), "status")));
-                        break;
-                    }
-                }
+                let outcome = place_order(&http, &edge, &token, &key).await;
                 match outcome {
                     Some((201, Some(s))) if s == "confirmed" => confirmed.fetch_add(1, Ordering::Relaxed),
                     other => {

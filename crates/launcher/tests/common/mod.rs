@@ -106,3 +106,52 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The string value of `"key":"…"` in a JSON body (no JSON crate needed).
+pub fn json_field(body: &str, key: &str) -> Option<String> {
+    let start = body.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    Some(body[start..].split('"').next()?.to_owned())
+}
+
+/// Registers a user with an address through the edge, logs in and tops up
+/// 10,000 EUR; returns the token.
+pub async fn user_with_money(http: &reqwest::Client, edge: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let email = format!("launcher-{nanos}@example.com");
+    let address = r#"{"line1":"1 Test St","city":"Testville","postal_code":"12345","country":"DE"}"#;
+    let body = format!(r#"{{"email":"{email}","password":"correct horse battery","name":"T","address":{address}}}"#);
+    let res = http.post(format!("{edge}/v1/users")).header("content-type", "application/json").body(body);
+    assert_eq!(res.send().await.expect("register").status(), 201);
+    let login = format!(r#"{{"email":"{email}","password":"correct horse battery"}}"#);
+    let res = http.post(format!("{edge}/v1/sessions")).header("content-type", "application/json").body(login);
+    let body = res.send().await.expect("login").text().await.expect("body");
+    let token = json_field(&body, "access_token").expect("token");
+    let res = http
+        .post(format!("{edge}/v1/wallet/top-ups"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"amount_cents":1000000}"#);
+    assert_eq!(res.send().await.expect("top up").status(), 201);
+    token
+}
+
+/// Places a one-chocolate order with `key` as a careful client does (the
+/// same key again, up to 3 times, when the connection died without an
+/// answer); returns the status and the order's `status` field.
+pub async fn place_order(http: &reqwest::Client, edge: &str, token: &str, key: &str) -> Option<(u16, Option<String>)> {
+    for _ in 0..3 {
+        let res = http
+            .post(format!("{edge}/v1/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(r#"{"items":[{"product_id":"sku-chocolate","quantity":1}]}"#)
+            .send()
+            .await;
+        if let Ok(res) = res {
+            let status = res.status().as_u16();
+            return Some((status, json_field(&res.text().await.unwrap_or_default(), "status")));
+        }
+    }
+    None
+}
