@@ -345,8 +345,8 @@ async fn the_payments_api_is_served_on_the_internal_port_only() {
     assert_ne!(status.code(), Code::Ok);
     assert_eq!(app.balance(&ada.token).await, 1000);
     assert_eq!(app.internal_get("/livez").await.status(), 200);
-    let res = app.client.get(format!("{}/livez", app.public)).send().await.expect("request");
-    assert_problem(res, 404, "not_found").await;
+    let res = app.client.get("/livez").send().await.expect("request");
+    assert_problem(res, 404, "not_found");
     app.stop().await;
 }
 
@@ -361,14 +361,14 @@ async fn with_the_database_down_calls_are_unavailable_and_nothing_internal_leaks
     let status = refund(&grpc, Uuid::now_v7()).await.expect_err("no database");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    let body = assert_problem(app.get("/v1/wallet", &ada.token).await, 503, "dependency_unavailable").await;
+    let body = assert_problem(app.get("/v1/wallet", &ada.token).await, 503, "dependency_unavailable");
     assert!(!body.to_string().to_lowercase().contains("postgres"), "{body}");
     let res = app.top_up_with(&ada.token, &serde_json::json!({"amount_cents": 100}), Some("k")).await;
-    assert_problem(res, 503, "dependency_unavailable").await;
+    assert_problem(res, 503, "dependency_unavailable");
 
     let res = app.internal_get("/readyz").await;
     assert_eq!(res.status(), 503);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["checks"]["postgres"], "down", "{body}");
     assert_eq!(app.internal_get("/livez").await.status(), 200, "liveness does not depend on the database");
     app.stop().await;
@@ -385,7 +385,7 @@ async fn with_rabbitmq_down_money_still_moves_and_the_refund_event_waits_in_the_
     assert_eq!(refund(&grpc, order).await.expect("refund"), (RefundOutcome::Refunded, 400));
     assert_eq!(app.balance(&ada.token).await, 1000);
 
-    let body: Value = app.internal_get("/readyz").await.json().await.expect("json");
+    let body: Value = app.internal_get("/readyz").await.json().expect("json");
     assert_eq!((body["status"].as_str(), body["checks"]["rabbitmq"].as_str()), (Some("degraded"), Some("degraded")));
     eventually("a failed publish attempt", Duration::from_secs(10), || async {
         let mut conn = app.db.connect().await;
@@ -399,5 +399,32 @@ async fn with_rabbitmq_down_money_still_moves_and_the_refund_event_waits_in_the_
         (attempts > 0).then_some(())
     })
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_black_box_client_charges_refunds_and_checks_health_over_grpc() {
+    use twinshop_client::{
+        EntryKind, Payments,
+        internal::{ChargeOutcome as Charge, HealthStatus, RefundOutcome as Refund},
+    };
+    let app = spawn_app().await;
+    let ada = new_user();
+    app.top_up(&ada.token, 1000).await;
+    let payments = Payments::new(&app.internal).expect("a gRPC client");
+    assert_eq!(payments.health("").await.expect("health"), HealthStatus::Serving);
+    let order = Uuid::now_v7();
+    let charged = payments.charge(order, ada.id, 400).await.expect("charged");
+    assert_eq!((charged.outcome, charged.balance_cents), (Charge::Charged, 600));
+    assert_eq!(payments.charge(order, ada.id, 400).await.expect("replayed"), charged, "the first outcome is final");
+    let err = payments.charge(order, ada.id, 500).await.expect_err("another amount");
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    let refunded = payments.refund(order).await.expect("refunded");
+    assert_eq!((refunded.outcome, refunded.amount_cents), (Refund::Refunded, 400));
+
+    let typed = app.client.as_user(ada.token.as_str());
+    assert_eq!(typed.wallet().await.expect("the wallet").balance_cents, 1000);
+    let kinds: Vec<EntryKind> = typed.all_payments().await.expect("the ledger").iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EntryKind::Refund, EntryKind::Charge, EntryKind::TopUp], "newest first");
     app.stop().await;
 }

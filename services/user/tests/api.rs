@@ -43,7 +43,7 @@ async fn the_same_email_in_another_letter_case_is_email_taken() {
     let res = app
         .post("/v1/users", &json!({"email": "GRACE@Example.COM", "password": "another long one", "name": "Grace"}))
         .await;
-    assert_problem(res, 409, "email_taken").await;
+    assert_problem(res, 409, "email_taken");
     app.stop().await;
 }
 
@@ -57,17 +57,17 @@ async fn registration_lists_every_invalid_field() {
                     "address": {"line1": "", "city": 7, "postal_code": "1", "country": "XX"}}),
         )
         .await;
-    let body = assert_problem(res, 400, "validation_failed").await;
+    let body = assert_problem(res, 400, "validation_failed");
     assert_eq!(
         error_fields(&body),
         ["address.city", "address.country", "address.line1", "email", "name", "password"],
         "{body}"
     );
     let res = app.post("/v1/users", &json!({})).await;
-    let body = assert_problem(res, 400, "validation_failed").await;
+    let body = assert_problem(res, 400, "validation_failed");
     assert_eq!(error_fields(&body), ["email", "name", "password"]);
     let res = app.post("/v1/users", &json!({"email": 1, "password": ["x"], "name": null})).await;
-    let body = assert_problem(res, 400, "validation_failed").await;
+    let body = assert_problem(res, 400, "validation_failed");
     assert_eq!(error_fields(&body), ["email", "name", "password"]);
     app.stop().await;
 }
@@ -82,7 +82,7 @@ async fn unknown_fields_are_ignored() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_ne!(body["id"], "mine");
     assert_eq!(body["address"], Value::Null, "every field present, null when absent");
     app.stop().await;
@@ -93,7 +93,7 @@ async fn bodies_that_are_not_json_objects_are_malformed_json() {
     let app = spawn_app().await;
     for raw in ["{not json", "[1, 2]", "\"a string\"", ""] {
         let res = app.post_raw("/v1/users", "application/json", raw.as_bytes().to_vec()).await;
-        assert_problem(res, 400, "malformed_json").await;
+        assert_problem(res, 400, "malformed_json");
     }
     app.stop().await;
 }
@@ -103,9 +103,9 @@ async fn a_body_without_json_content_type_is_unsupported_media_type() {
     let app = spawn_app().await;
     let body = br#"{"email":"a@example.com","password":"long enough pw","name":"A"}"#.to_vec();
     let res = app.post_raw("/v1/users", "text/plain", body.clone()).await;
-    assert_problem(res, 415, "unsupported_media_type").await;
-    let res = app.client.post(format!("{}/v1/sessions", app.public)).body(body).send().await.expect("request");
-    assert_problem(res, 415, "unsupported_media_type").await;
+    assert_problem(res, 415, "unsupported_media_type");
+    let res = app.client.post("/v1/sessions").body(None, body).send().await.expect("request");
+    assert_problem(res, 415, "unsupported_media_type");
     app.stop().await;
 }
 
@@ -119,7 +119,7 @@ async fn a_one_mebibyte_body_is_payload_too_large() {
         Some("close"),
         "the unread body ends the connection, and the answer says so"
     );
-    assert_problem(res, 413, "payload_too_large").await;
+    assert_problem(res, 413, "payload_too_large");
     // So a keep-alive client's next request does not go down a closed connection.
     let res = app.post("/v1/sessions", &json!({"email": "a@example.com", "password": "long enough pw"})).await;
     assert_eq!(res.status(), 401);
@@ -132,13 +132,13 @@ async fn logging_in_gives_a_bearer_token_that_opens_the_profile_with_zero_stats(
     let user = app.register("Lin@Example.com").await;
     let res = app.post("/v1/sessions", &json!({"email": "lin@example.COM", "password": "correct horse battery"})).await;
     assert_eq!(res.status(), 200);
-    let session: Value = res.json().await.expect("json");
+    let session: Value = res.json().expect("json");
     assert_eq!(session["token_type"], "Bearer");
     assert_eq!(session["expires_in"], 3600);
     let token = session["access_token"].as_str().expect("token");
     let res = app.get_authed("/v1/users/me", token).await;
     assert_eq!(res.status(), 200);
-    let me: Value = res.json().await.expect("json");
+    let me: Value = res.json().expect("json");
     assert_eq!(me["id"], user["id"]);
     assert_eq!(me["stats"], json!({"orders_confirmed": 0, "total_spent_cents": 0}));
     app.stop().await;
@@ -149,13 +149,13 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
     let app = spawn_app().await;
     app.register("kim@example.com").await;
     let wrong = app.post("/v1/sessions", &json!({"email": "kim@example.com", "password": "not the password"})).await;
-    let wrong = assert_problem(wrong, 401, "invalid_credentials").await;
+    let wrong = assert_problem(wrong, 401, "invalid_credentials");
     let unknown =
         app.post("/v1/sessions", &json!({"email": "nobody@example.com", "password": "correct horse battery"})).await;
-    let unknown = assert_problem(unknown, 401, "invalid_credentials").await;
+    let unknown = assert_problem(unknown, 401, "invalid_credentials");
     assert_eq!(wrong, unknown);
     let res = app.post("/v1/sessions", &json!({"email": "kim@example.com"})).await;
-    let body = assert_problem(res, 400, "validation_failed").await;
+    let body = assert_problem(res, 400, "validation_failed");
     assert_eq!(error_fields(&body), ["password"]);
     app.stop().await;
 }
@@ -167,7 +167,7 @@ async fn tampered_expired_and_wrongly_signed_tokens_are_unauthorized() {
     let token = app.login("eve@example.com").await;
     let (private_pem, public_pem) = twinshop_testkit::dev_keys();
     let dev_key = EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("dev key");
-    let me: Value = app.get_authed("/v1/users/me", &token).await.json().await.expect("json");
+    let me: Value = app.get_authed("/v1/users/me", &token).await.json().expect("json");
     let sub = me["id"].as_str().expect("id");
 
     // Payload swapped for another user's, signature kept.
@@ -215,24 +215,19 @@ async fn tampered_expired_and_wrongly_signed_tokens_are_unauthorized() {
     ] {
         let res = app.get_authed("/v1/users/me", &bad).await;
         assert_eq!(res.status(), 401, "{what}");
-        assert_problem(res, 401, "unauthorized").await;
+        assert_problem(res, 401, "unauthorized");
     }
     // The 5 s clock leeway: just expired still passes, well expired does not.
     let claims = |exp: u64| json!({"sub": sub, "iat": now() - 600, "exp": exp, "iss": "twinshop"});
     let within = sign(&claims(now() - 2), Header::new(Algorithm::EdDSA), &dev_key);
     assert_eq!(app.get_authed("/v1/users/me", &within).await.status(), 200, "expired 2 s ago, within the leeway");
     let beyond = sign(&claims(now() - 8), Header::new(Algorithm::EdDSA), &dev_key);
-    assert_problem(app.get_authed("/v1/users/me", &beyond).await, 401, "unauthorized").await;
-    let res = app.client.get(format!("{}/v1/users/me", app.public)).send().await.expect("request");
-    assert_problem(res, 401, "unauthorized").await;
-    let res = app
-        .client
-        .get(format!("{}/v1/users/me", app.public))
-        .header("authorization", format!("Basic {token}"))
-        .send()
-        .await
-        .expect("request");
-    assert_problem(res, 401, "unauthorized").await;
+    assert_problem(app.get_authed("/v1/users/me", &beyond).await, 401, "unauthorized");
+    let res = app.client.get("/v1/users/me").send().await.expect("request");
+    assert_problem(res, 401, "unauthorized");
+    let basic = format!("Basic {token}");
+    let res = app.client.get("/v1/users/me").header("authorization", &basic).send().await.expect("request");
+    assert_problem(res, 401, "unauthorized");
     app.stop().await;
 }
 
@@ -263,19 +258,19 @@ async fn patching_the_profile_changes_name_and_address_and_null_removes_the_addr
     let token = app.login("mo@example.com").await;
     let res = app.patch_me(&token, &json!({"name": "  Mo Salah ", "address": {"line1": "2 Road", "city": "Cairo", "postal_code": "11511", "country": "eg"}})).await;
     assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["name"], "Mo Salah");
     assert_eq!(body["address"]["country"], "EG");
     let res = app.patch_me(&token, &json!({"address": null})).await;
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["address"], Value::Null);
     assert_eq!(body["name"], "Mo Salah", "absent fields are unchanged");
 
     let res =
         app.patch_me(&token, &json!({"name": null, "address": {"line1": "x", "city": "y", "postal_code": "z"}})).await;
-    let body = assert_problem(res, 400, "validation_failed").await;
+    let body = assert_problem(res, 400, "validation_failed");
     assert_eq!(error_fields(&body), ["address.country", "name"]);
-    let me: Value = app.get_authed("/v1/users/me", &token).await.json().await.expect("json");
+    let me: Value = app.get_authed("/v1/users/me", &token).await.json().expect("json");
     assert_eq!(me["address"], Value::Null, "a rejected patch changes nothing");
     app.stop().await;
 }
@@ -287,15 +282,15 @@ async fn the_internal_lookup_is_served_on_the_internal_port_only() {
     let id = user["id"].as_str().expect("id");
     let res = app.internal_get(&format!("/internal/v1/users/{id}")).await;
     assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body, json!({"id": id, "name": "Ada Lovelace", "address": user["address"]}));
 
-    let res = app.client.get(format!("{}/internal/v1/users/{id}", app.public)).send().await.expect("request");
-    assert_problem(res, 404, "not_found").await;
+    let res = app.client.get(format!("/internal/v1/users/{id}")).send().await.expect("request");
+    assert_problem(res, 404, "not_found");
     let res = app.internal_get(&format!("/internal/v1/users/{}", uuid::Uuid::now_v7())).await;
-    assert_problem(res, 404, "not_found").await;
+    assert_problem(res, 404, "not_found");
     let res = app.internal_get("/internal/v1/users/not-a-uuid").await;
-    assert_problem(res, 404, "not_found").await;
+    assert_problem(res, 404, "not_found");
     app.stop().await;
 }
 
@@ -316,7 +311,7 @@ async fn a_lookup_fills_the_cache_and_a_profile_update_drops_the_entry() {
     assert_eq!(app.patch_me(&token, &json!({"name": "Renamed"})).await.status(), 200);
     let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.expect("exists");
     assert!(!exists, "the entry is deleted after the update commits");
-    let body: Value = app.internal_get(&format!("/internal/v1/users/{id}")).await.json().await.expect("json");
+    let body: Value = app.internal_get(&format!("/internal/v1/users/{id}")).await.json().expect("json");
     assert_eq!(body["name"], "Renamed");
     app.stop().await;
 }
@@ -330,7 +325,7 @@ async fn with_redis_down_the_lookup_answers_from_postgres_and_readiness_reports_
     assert_eq!(res.status(), 200);
     let res = app.internal_get("/readyz").await;
     assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"], json!({"postgres": "up", "redis": "degraded", "rabbitmq": "up"}));
     app.stop().await;
@@ -340,7 +335,7 @@ async fn with_redis_down_the_lookup_answers_from_postgres_and_readiness_reports_
 async fn with_rabbitmq_down_registration_succeeds_and_the_event_waits_in_the_outbox() {
     let app = spawn_app_with(Outage { rabbitmq: true, ..Outage::default() }).await;
     app.register("nobroker@example.com").await;
-    let body: Value = app.internal_get("/readyz").await.json().await.expect("json");
+    let body: Value = app.internal_get("/readyz").await.json().expect("json");
     assert_eq!(body["checks"]["rabbitmq"], "degraded");
     assert_eq!(body["status"], "degraded");
     let pool = sqlx::PgPool::connect(&app.db.url).await.expect("pool");
@@ -369,13 +364,13 @@ async fn with_the_database_down_readiness_is_503_and_requests_get_a_problem() {
     let app = spawn_app_with(Outage { database: true, ..Outage::default() }).await;
     let res = app.internal_get("/readyz").await;
     assert_eq!(res.status(), 503);
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["checks"]["postgres"], "down");
     assert_eq!(body["status"], "unavailable");
     let res = app.internal_get("/livez").await;
     assert_eq!(res.status(), 200, "liveness does not depend on the database");
     let res = app.post("/v1/sessions", &json!({"email": "a@example.com", "password": "whatever long"})).await;
-    let body = assert_problem(res, 503, "dependency_unavailable").await;
+    let body = assert_problem(res, 503, "dependency_unavailable");
     assert!(!body.to_string().to_lowercase().contains("postgres"), "no internals leak: {body}");
     app.stop().await;
 }
@@ -385,7 +380,7 @@ async fn before_its_migration_has_run_the_service_is_not_ready_and_after_it_is()
     let app = spawn_app_with(Outage { unmigrated: true, ..Outage::default() }).await;
     let res = app.internal_get("/readyz").await;
     assert_eq!(res.status(), 503, "a reachable but empty database is not ready");
-    let body: Value = res.json().await.expect("json");
+    let body: Value = res.json().expect("json");
     assert_eq!(body["checks"]["postgres"], "down", "{body}");
     migrate(&app.config).await.expect("migrations apply");
     let res = app.internal_get("/readyz").await;
@@ -396,10 +391,10 @@ async fn before_its_migration_has_run_the_service_is_not_ready_and_after_it_is()
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_answer_problem_json() {
     let app = spawn_app().await;
-    let res = app.client.get(format!("{}/v1/nothing-here", app.public)).send().await.expect("request");
-    assert_problem(res, 404, "not_found").await;
-    let res = app.client.delete(format!("{}/v1/users", app.public)).send().await.expect("request");
-    assert_problem(res, 405, "method_not_allowed").await;
+    let res = app.client.get("/v1/nothing-here").send().await.expect("request");
+    assert_problem(res, 404, "not_found");
+    let res = app.client.delete("/v1/users").send().await.expect("request");
+    assert_problem(res, 405, "method_not_allowed");
     app.stop().await;
 }
 
@@ -407,7 +402,7 @@ async fn unknown_routes_and_wrong_methods_answer_problem_json() {
 async fn metrics_count_requests_by_route_and_error_code() {
     let app = spawn_app().await;
     app.post("/v1/sessions", &json!({"email": "m@example.com", "password": "whatever long"})).await;
-    let text = app.internal_get("/metrics").await.text().await.expect("text");
+    let text = app.internal_get("/metrics").await.text().into_owned();
     assert!(
         text.lines().any(|l| l.starts_with("http_requests_total{")
             && l.contains(r#"route="/v1/sessions""#)
@@ -415,5 +410,41 @@ async fn metrics_count_requests_by_route_and_error_code() {
         "{text}"
     );
     assert!(text.contains("http_request_duration_seconds_bucket"), "latency histogram present");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_black_box_client_signs_up_reads_and_updates_the_profile_and_looks_the_user_up() {
+    use twinshop_client::{Address, NewUser, ProfileUpdate, Stats, StatusCode, UserDirectory};
+    let app = spawn_app().await;
+    let address = Address {
+        line1: "1 Typed St".into(),
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: "DE".into(),
+    };
+    let new = NewUser {
+        email: "typed@example.com".into(),
+        password: "correct horse battery".into(),
+        name: "Typed".into(),
+        address: Some(address.clone()),
+    };
+    let (user, typed) = app.client.sign_up(&new).await.expect("signed up");
+    assert_eq!((user.email.as_str(), user.address.as_ref()), ("typed@example.com", Some(&address)));
+    let me = typed.me().await.expect("the profile");
+    assert_eq!((me.user.id, me.stats), (user.id, Stats::default()));
+
+    let update = ProfileUpdate { name: Some("Renamed".into()), address: Some(None) };
+    let renamed = typed.update_me(&update).await.expect("patched");
+    assert_eq!((renamed.name.as_str(), renamed.address), ("Renamed", None));
+    let err = app.client.register(&new).await.expect_err("taken");
+    assert!(err.is_code("email_taken") && err.status() == Some(StatusCode::CONFLICT), "{err}");
+    let err = app.client.login(&new.email, "not the password").await.expect_err("wrong password");
+    assert!(err.is_code("invalid_credentials"), "{err}");
+
+    let directory = UserDirectory::with_client(app.internal_client());
+    let found = directory.user(user.id).await.expect("a lookup").expect("found");
+    assert_eq!((found.id, found.name.as_str(), found.address), (user.id, "Renamed", None));
+    assert_eq!(directory.user(uuid::Uuid::now_v7()).await.expect("a lookup"), None, "unknown is None, not an error");
     app.stop().await;
 }

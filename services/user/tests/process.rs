@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::json;
+use twinshop_client::Client;
 use twinshop_testkit::{TestDb, dev_keys, eventually, free_port, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_user-service");
@@ -75,12 +76,12 @@ async fn a_registration_killed_mid_flight_leaves_the_user_and_its_event_together
 
     let mut child =
         Command::new(BIN).env_clear().envs(env.iter().cloned()).stdout(Stdio::null()).spawn().expect("spawn");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
-    let ready = format!("http://127.0.0.1:{internal}/readyz");
+    let client =
+        Client::builder().timeout(Duration::from_secs(5)).build(&format!("http://127.0.0.1:{http}")).expect("client");
+    let internal = client.at(&format!("http://127.0.0.1:{internal}")).expect("client");
     eventually("the service is ready", Duration::from_secs(20), || {
-        let client = client.clone();
-        let ready = ready.clone();
-        async move { client.get(ready).send().await.ok().filter(|r| r.status().is_success()) }
+        let internal = internal.clone();
+        async move { internal.get("/readyz").send().await.ok().filter(|r| r.status().is_success()) }
     })
     .await;
 
@@ -90,12 +91,11 @@ async fn a_registration_killed_mid_flight_leaves_the_user_and_its_event_together
     let mut clients = Vec::new();
     for c in 0..8 {
         let (client, ok, failed) = (client.clone(), ok.clone(), failed.clone());
-        let url = format!("http://127.0.0.1:{http}/v1/users");
         clients.push(tokio::spawn(async move {
             for i in 0..200 {
                 let body =
                     json!({"email": format!("k{c}-{i}@example.com"), "password": "correct horse battery", "name": "K"});
-                match client.post(&url).json(&body).send().await {
+                match client.post("/v1/users").json(&body).send().await {
                     Ok(res) if res.status() == 201 => ok.fetch_add(1, Ordering::SeqCst),
                     _ => {
                         failed.fetch_add(1, Ordering::SeqCst);

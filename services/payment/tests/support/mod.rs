@@ -1,8 +1,9 @@
 //! `spawn_app()`: the payment service on random ports against its own test
 //! database and broker namespace, plus what a test needs to talk to it: a
 //! bearer token for a fresh user (the payment service only verifies tokens,
-//! so tests sign them with the dev key, as the user service would), an HTTP
-//! client for the public API and a gRPC client for the internal port.
+//! so tests sign them with the dev key, as the user service would), the one
+//! API client (twinshop-client) bound to the public port, and a gRPC client
+//! for the internal port.
 
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ use std::{net::IpAddr, sync::Once, time::Duration};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
+use twinshop_client::{Client, Response};
 use twinshop_contracts::{payment::v1::payments_client::PaymentsClient, topology::Topology};
 use twinshop_payment::{
     App,
@@ -35,7 +37,8 @@ pub struct TestApp {
     pub public: String,
     /// `http://host:port` of the internal port (gRPC and operations).
     pub internal: String,
-    pub client: reqwest::Client,
+    /// The public API through twinshop-client (raw requests and typed calls).
+    pub client: Client,
     pub db: TestDb,
     pub config: Config,
     pub shutdown: Shutdown,
@@ -108,7 +111,7 @@ pub async fn spawn_app_with(outage: Outage) -> TestApp {
     let public = format!("http://{}", app.public_addr());
     let internal = format!("http://{}", app.internal_addr());
     let task = Some(tokio::spawn(app.run()));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client = Client::builder().timeout(Duration::from_secs(10)).build(&public).expect("client");
     TestApp { public, internal, client, db, config, shutdown, task }
 }
 
@@ -149,47 +152,43 @@ impl TestApp {
         Channel::from_shared(self.internal.clone()).expect("uri").connect().await.expect("connect")
     }
 
-    pub async fn internal_get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.internal)).send().await.expect("request")
+    /// The same client, bound to the internal port.
+    pub fn internal_client(&self) -> Client {
+        self.client.at(&self.internal).expect("the internal base URL")
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.public)).bearer_auth(token).send().await.expect("request")
+    pub async fn internal_get(&self, path: &str) -> Response {
+        self.internal_client().get(path).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client.get(path).token(token).send().await.expect("request")
     }
 
     /// `POST /v1/wallet/top-ups` with a JSON body and an optional key.
-    pub async fn top_up_with(&self, token: &str, body: &Value, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.post(format!("{}/v1/wallet/top-ups", self.public)).bearer_auth(token).json(body);
-        if let Some(key) = key {
-            req = req.header("idempotency-key", key);
-        }
-        req.send().await.expect("request")
+    pub async fn top_up_with(&self, token: &str, body: &Value, key: Option<&str>) -> Response {
+        let req = self.client.post("/v1/wallet/top-ups").token(token).idempotency_key(key);
+        req.json(body).send().await.expect("request")
     }
 
     /// `POST /v1/wallet/top-ups` with a raw body and content type.
-    pub async fn top_up_raw(&self, token: &str, content_type: &str, body: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/wallet/top-ups", self.public))
-            .bearer_auth(token)
-            .header("content-type", content_type)
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("request")
+    pub async fn top_up_raw(&self, token: &str, content_type: &str, body: &str) -> Response {
+        let req = self.client.post("/v1/wallet/top-ups").token(token);
+        req.body(Some(content_type), body.to_owned()).send().await.expect("request")
     }
 
     /// Tops up `amount` cents (no key); asserts 201 and returns the body.
     pub async fn top_up(&self, token: &str, amount: i64) -> Value {
         let res = self.top_up_with(token, &json!({"amount_cents": amount}), None).await;
         assert_eq!(res.status(), 201, "top-up of {amount}");
-        res.json().await.expect("json")
+        res.json().expect("json")
     }
 
     /// The wallet's balance through `GET /v1/wallet`.
     pub async fn balance(&self, token: &str) -> i64 {
         let res = self.get("/v1/wallet", token).await;
         assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.expect("json");
+        let body: Value = res.json().expect("json");
         assert_eq!(body["currency"], "EUR");
         body["balance_cents"].as_i64().expect("balance_cents is an integer")
     }
@@ -201,7 +200,7 @@ impl TestApp {
         loop {
             let res = self.get(&path, token).await;
             assert_eq!(res.status(), 200);
-            let page: Value = res.json().await.expect("json");
+            let page: Value = res.json().expect("json");
             items.extend(page["items"].as_array().expect("items").iter().cloned());
             match page["next_cursor"].as_str() {
                 Some(cursor) => path = format!("/v1/payments?limit=100&cursor={cursor}"),
@@ -287,11 +286,11 @@ impl TestApp {
 }
 
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
-pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+pub fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = res.header("content-type").unwrap_or("").to_owned();
     assert!(ct.starts_with("application/problem+json"), "content type was {ct:?}");
-    let body: Value = res.json().await.expect("problem body is JSON");
+    let body: Value = res.json().expect("problem body is JSON");
     assert_eq!(body["code"], code, "body: {body}");
     assert_eq!(body["status"], status);
     body

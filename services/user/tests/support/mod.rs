@@ -1,11 +1,13 @@
 //! `spawn_app()`: the user service on random ports against its own test
-//! database and broker namespace, plus a client that speaks its API.
+//! database and broker namespace, plus the one API client (twinshop-client)
+//! bound to its public port.
 
 #![allow(dead_code)]
 
 use std::{net::IpAddr, sync::Once, time::Duration};
 
 use serde_json::{Value, json};
+use twinshop_client::{Client, Response};
 use twinshop_contracts::topology::Topology;
 use twinshop_platform::{
     config::{PlatformConfig, Secret},
@@ -34,7 +36,8 @@ pub struct Outage {
 pub struct TestApp {
     pub public: String,
     pub internal: String,
-    pub client: reqwest::Client,
+    /// The public API through twinshop-client (raw requests and typed calls).
+    pub client: Client,
     pub db: TestDb,
     pub config: Config,
     pub shutdown: Shutdown,
@@ -100,7 +103,7 @@ pub async fn spawn_app_with(outage: Outage) -> TestApp {
     let public = format!("http://{}", app.public_addr());
     let internal = format!("http://{}", app.internal_addr());
     let task = tokio::spawn(app.run());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client = Client::builder().timeout(Duration::from_secs(10)).build(&public).expect("client");
     TestApp { public, internal, client, db, config, shutdown, task }
 }
 
@@ -109,36 +112,29 @@ impl TestApp {
         Topology::new(&self.config.platform.events_namespace)
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.public)).json(body).send().await.expect("request")
+    /// The same client, bound to the internal port.
+    pub fn internal_client(&self) -> Client {
+        self.client.at(&self.internal).expect("the internal base URL")
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.public))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request")
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client.post(path).json(body).send().await.expect("request")
     }
 
-    pub async fn get_authed(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.public)).bearer_auth(token).send().await.expect("request")
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        self.client.post(path).body(Some(content_type), body).send().await.expect("request")
     }
 
-    pub async fn patch_me(&self, token: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .patch(format!("{}/v1/users/me", self.public))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+    pub async fn get_authed(&self, path: &str, token: &str) -> Response {
+        self.client.get(path).token(token).send().await.expect("request")
     }
 
-    pub async fn internal_get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.internal)).send().await.expect("request")
+    pub async fn patch_me(&self, token: &str, body: &Value) -> Response {
+        self.client.patch("/v1/users/me").token(token).json(body).send().await.expect("request")
+    }
+
+    pub async fn internal_get(&self, path: &str) -> Response {
+        self.internal_client().get(path).send().await.expect("request")
     }
 
     /// Registers a user with an address; returns the created user JSON.
@@ -151,14 +147,14 @@ impl TestApp {
             )
             .await;
         assert_eq!(res.status(), 201, "registration of {email}");
-        res.json().await.expect("json")
+        res.json().expect("json")
     }
 
     /// Logs in and returns the bearer token.
     pub async fn login(&self, email: &str) -> String {
         let res = self.post("/v1/sessions", &json!({"email": email, "password": "correct horse battery"})).await;
         assert_eq!(res.status(), 200, "login of {email}");
-        let body: Value = res.json().await.expect("json");
+        let body: Value = res.json().expect("json");
         body["access_token"].as_str().expect("token").to_owned()
     }
 
@@ -183,11 +179,11 @@ impl TestApp {
 }
 
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
-pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+pub fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status, "status");
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = res.header("content-type").unwrap_or("").to_owned();
     assert!(ct.starts_with("application/problem+json"), "content type was {ct:?}");
-    let body: Value = res.json().await.expect("problem body is JSON");
+    let body: Value = res.json().expect("problem body is JSON");
     assert_eq!(body["code"], code, "body: {body}");
     assert_eq!(body["status"], status);
     body
