@@ -45,6 +45,17 @@ impl<P: Serialize> Envelope<P> {
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::to_value(self)
     }
+
+    /// The same envelope with its payload as JSON: one type for events of
+    /// any type, e.g. the event a use case chose, handed to its store.
+    pub fn erase(self) -> Result<Envelope<serde_json::Value>, serde_json::Error> {
+        Ok(Envelope {
+            event_id: self.event_id,
+            occurred_at: self.occurred_at,
+            event_type: self.event_type,
+            payload: serde_json::to_value(self.payload)?,
+        })
+    }
 }
 
 impl Envelope<serde_json::Value> {

@@ -9,11 +9,14 @@
 //! - [`events`]: the event envelope and payloads published through the
 //!   outboxes (documented as JSON Schema in `proto/events/`).
 //! - [`topology`]: the RabbitMQ exchange, queues and bindings that carry them.
+//! - [`internal`]: the internal contracts (user lookup, Charge/Refund) as
+//!   Rust traits, which both builds call across areas.
 //!
 //! Depends on tonic/prost only for the generated code; nothing else here
 //! knows about transports.
 
 pub mod events;
+pub mod internal;
 pub mod topology;
 
 /// `twinshop.payment.v1`: Charge and Refund, idempotent by order id.

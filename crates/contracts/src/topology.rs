@@ -31,18 +31,54 @@ impl QueueSpec {
     }
 }
 
+/// A consumer's queue, named without its namespace: the area that owns it
+/// and the events bound to it. An area's assembly names the one it
+/// consumes; the broker (or the monolith's in-process delivery) routes the
+/// bound events to that area's handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The area that consumes, e.g. `user`.
+    pub area: &'static str,
+    /// The queue's own name, e.g. `order-events`.
+    pub suffix: &'static str,
+    /// The event types (routing keys) bound to the queue.
+    pub events: &'static [&'static str],
+    /// The consumer's stable name, `{area}.{suffix}`, recorded with each
+    /// event it processed (in `processed_events`) and used as its consumer
+    /// tag and metrics label.
+    pub consumer: &'static str,
+}
+
+/// The user area's stats read model follows orders.
+pub const USER_ORDER_EVENTS: Subscription = Subscription {
+    area: "user",
+    suffix: "order-events",
+    events: &[OrderConfirmed::TYPE, OrderCancelled::TYPE],
+    consumer: "user.order-events",
+};
+/// The payment area refunds cancelled orders.
+pub const PAYMENT_ORDER_CANCELLED: Subscription = Subscription {
+    area: "payment",
+    suffix: "order-cancelled",
+    events: &[OrderCancelled::TYPE],
+    consumer: "payment.order-cancelled",
+};
+/// The order area marks refunds done.
+pub const ORDER_PAYMENT_REFUNDED: Subscription = Subscription {
+    area: "order",
+    suffix: "payment-refunded",
+    events: &[PaymentRefunded::TYPE],
+    consumer: "order.payment-refunded",
+};
+
+/// Every consumer queue.
+pub const SUBSCRIPTIONS: [Subscription; 3] = [USER_ORDER_EVENTS, PAYMENT_ORDER_CANCELLED, ORDER_PAYMENT_REFUNDED];
+
 /// The whole topology under one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub namespace: String,
 }
-
-/// Consumers, by the area that runs them. `(area, queue suffix, bindings)`.
-const CONSUMERS: &[(&str, &str, &[&str])] = &[
-    ("user", "order-events", &[OrderConfirmed::TYPE, OrderCancelled::TYPE]),
-    ("payment", "order-cancelled", &[OrderCancelled::TYPE]),
-    ("order", "payment-refunded", &[PaymentRefunded::TYPE]),
-];
 
 /// Events nobody consumes yet still need a queue, or `mandatory` publishes
 /// of them would be returned forever. The tap holds the newest few for
@@ -67,14 +103,7 @@ impl Topology {
 
     /// Every queue, consumers' first, then the tap.
     pub fn queues(&self) -> Vec<QueueSpec> {
-        let mut queues: Vec<QueueSpec> = CONSUMERS
-            .iter()
-            .map(|(area, suffix, keys)| QueueSpec {
-                name: format!("{}.{area}.{suffix}", self.namespace),
-                bindings: keys.to_vec(),
-                max_length: None,
-            })
-            .collect();
+        let mut queues: Vec<QueueSpec> = SUBSCRIPTIONS.iter().map(|s| self.queue(s)).collect();
         queues.push(QueueSpec {
             name: format!("{}.tap", self.namespace),
             bindings: TAPPED.to_vec(),
@@ -83,10 +112,18 @@ impl Topology {
         queues
     }
 
+    /// The queue of one subscription, under this namespace.
+    pub fn queue(&self, subscription: &Subscription) -> QueueSpec {
+        QueueSpec {
+            name: format!("{}.{}.{}", self.namespace, subscription.area, subscription.suffix),
+            bindings: subscription.events.to_vec(),
+            max_length: None,
+        }
+    }
+
     /// The queue the given area consumes from, if it consumes at all.
     pub fn queue_of(&self, area: &str) -> Option<QueueSpec> {
-        let prefix = format!("{}.{area}.", self.namespace);
-        self.queues().into_iter().find(|q| q.name.starts_with(&prefix))
+        SUBSCRIPTIONS.iter().find(|s| s.area == area).map(|s| self.queue(s))
     }
 }
 
@@ -106,6 +143,13 @@ mod tests {
             PaymentRefunded::TYPE,
         ] {
             assert!(bound.contains(&ty), "{ty} would be unroutable");
+        }
+    }
+
+    #[test]
+    fn consumer_names_match_the_queues() {
+        for s in SUBSCRIPTIONS {
+            assert_eq!(s.consumer, format!("{}.{}", s.area, s.suffix));
         }
     }
 

@@ -30,8 +30,8 @@ use twinshop_contracts::{events::Envelope, topology::Topology};
 use crate::{
     config::Secret,
     health::Probe,
-    inbox::{EventHandler, HandleError},
-    outbox::{OutboxMessage, Publisher},
+    inbox::{self, DeliveryPolicy, EventHandler, Verdict},
+    outbox::{Delivery, OutboxMessage, Publisher},
     propagation,
     shutdown::Shutdown,
 };
@@ -234,10 +234,10 @@ impl AmqpPublisher {
 
 #[async_trait::async_trait]
 impl Publisher for AmqpPublisher {
-    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<anyhow::Result<()>> {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Delivery> {
         let ch = match self.confirm_channel().await {
             Ok(ch) => ch,
-            Err(err) => return batch.iter().map(|_| Err(anyhow!("{err:#}"))).collect(),
+            Err(err) => return batch.iter().map(|_| Delivery::failed(anyhow!("{err:#}"))).collect(),
         };
         // Send the whole batch, then collect the confirms: one round trip
         // of latency per batch instead of per message.
@@ -269,18 +269,18 @@ impl Publisher for AmqpPublisher {
             }
             confirms.push(confirmation);
         }
-        let results: Vec<anyhow::Result<()>> = batch
+        let results: Vec<Delivery> = batch
             .iter()
             .zip(confirms)
             .map(|(msg, confirmation)| match (returned.get(&msg.event_id.to_string()), confirmation) {
-                (Some(reason), _) => Err(anyhow!("unroutable: returned by the broker ({reason})")),
-                (None, Ok(Confirmation::Ack(_))) => Ok(()),
-                (None, Ok(Confirmation::Nack(_))) => Err(anyhow!("nacked by the broker")),
-                (None, Ok(Confirmation::NotRequested)) => Err(anyhow!("channel is not in confirm mode")),
-                (None, Err(err)) => Err(err),
+                (Some(reason), _) => Delivery::failed(anyhow!("unroutable: returned by the broker ({reason})")),
+                (None, Ok(Confirmation::Ack(_))) => Delivery::Done,
+                (None, Ok(Confirmation::Nack(_))) => Delivery::failed(anyhow!("nacked by the broker")),
+                (None, Ok(Confirmation::NotRequested)) => Delivery::failed(anyhow!("channel is not in confirm mode")),
+                (None, Err(err)) => Delivery::failed(err),
             })
             .collect();
-        if results.iter().any(Result::is_err) {
+        if results.iter().any(|d| !matches!(d, Delivery::Done)) {
             // Start the next batch on a fresh channel.
             *self.channel.lock().await = None;
         }
@@ -293,15 +293,13 @@ impl Publisher for AmqpPublisher {
 pub struct ConsumerSettings {
     /// Deliveries in flight at once (prefetch and handler concurrency).
     pub concurrency: u16,
-    /// Tries for a permanent failure before the message is dead-lettered.
-    pub permanent_attempts: u32,
-    /// Cap of the backoff between tries.
-    pub max_backoff: Duration,
+    /// What happens after a failed attempt (shared with in-process delivery).
+    pub policy: DeliveryPolicy,
 }
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { concurrency: 16, permanent_attempts: 3, max_backoff: Duration::from_secs(5) }
+        Self { concurrency: 16, policy: DeliveryPolicy::default() }
     }
 }
 
@@ -356,7 +354,7 @@ async fn consume_once(
             let handler = handler.clone();
             async move {
                 match delivery {
-                    Ok(delivery) => handle_delivery(delivery, handler.as_ref(), settings, shutdown).await,
+                    Ok(delivery) => handle_delivery(delivery, handler.as_ref(), &settings.policy, shutdown).await,
                     Err(err) => tracing::warn!(error = %err, "delivery error"),
                 }
             }
@@ -369,7 +367,7 @@ async fn consume_once(
 async fn handle_delivery(
     delivery: lapin::message::Delivery,
     handler: &dyn EventHandler,
-    settings: &ConsumerSettings,
+    policy: &DeliveryPolicy,
     shutdown: &Shutdown,
 ) {
     let mut trace = std::collections::HashMap::new();
@@ -380,25 +378,19 @@ async fn handle_delivery(
             }
         }
     }
-    let span = tracing::info_span!(
-        "amqp.consume",
-        otel.name = format!("{} process", delivery.routing_key.as_str()),
-        otel.kind = "consumer",
-        consumer = handler.consumer(),
-        event_type = delivery.routing_key.as_str(),
-        event_id = tracing::field::Empty,
-        redelivered = delivery.redelivered
-    );
-    propagation::set_parent(&span, propagation::extract_map(&trace));
-    let outcome = tracing::Instrument::instrument(apply(&delivery, handler, settings, shutdown), span).await;
-    let acked = match outcome {
-        Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
-        Outcome::DeadLetter => {
+    let outcome = match serde_json::from_slice::<Envelope<serde_json::Value>>(&delivery.data) {
+        Ok(envelope) => apply(envelope, &trace, handler, policy, shutdown).await,
+        Err(err) => {
             metrics::counter!("consumer_dead_lettered_total", "consumer" => handler.consumer()).increment(1);
-            delivery.nack(BasicNackOptions { requeue: false, multiple: false }).await
+            tracing::error!(consumer = handler.consumer(), error = %err, "undecodable message, dead-lettering");
+            Some(false)
         }
+    };
+    let acked = match outcome {
+        Some(true) => delivery.ack(BasicAckOptions::default()).await,
+        Some(false) => delivery.nack(BasicNackOptions { requeue: false, multiple: false }).await,
         // Shutting down mid-retry: hand the message back for another replica.
-        Outcome::GiveBack => delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await,
+        None => delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await,
     };
     if let Err(err) = acked {
         // The effect is committed (or not) already; a redelivery is harmless.
@@ -406,47 +398,27 @@ async fn handle_delivery(
     }
 }
 
-enum Outcome {
-    Done,
-    DeadLetter,
-    GiveBack,
-}
-
+/// Tries until the policy says done or dead: `Some(true)` ack, `Some(false)`
+/// dead-letter, `None` shutdown came first (give it back).
 async fn apply(
-    delivery: &lapin::message::Delivery,
+    envelope: Envelope<serde_json::Value>,
+    trace: &std::collections::HashMap<String, String>,
     handler: &dyn EventHandler,
-    settings: &ConsumerSettings,
+    policy: &DeliveryPolicy,
     shutdown: &Shutdown,
-) -> Outcome {
-    let envelope: Envelope<serde_json::Value> = match serde_json::from_slice(&delivery.data) {
-        Ok(e) => e,
-        Err(err) => {
-            tracing::error!(error = %err, "undecodable message, dead-lettering");
-            return Outcome::DeadLetter;
-        }
-    };
-    tracing::Span::current().record("event_id", tracing::field::display(envelope.event_id));
+) -> Option<bool> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        match handler.handle(envelope.clone()).await {
-            Ok(()) => {
-                metrics::counter!("consumer_processed_total", "consumer" => handler.consumer()).increment(1);
-                return Outcome::Done;
+        match inbox::process(handler, envelope.clone(), trace, attempt, policy).await {
+            Verdict::Done => return Some(true),
+            Verdict::DeadLetter(_) => return Some(false),
+            Verdict::Retry(wait) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
-            Err(HandleError::Permanent(err)) if attempt >= settings.permanent_attempts => {
-                tracing::error!(error = format!("{err:#}"), attempt, "event failed permanently, dead-lettering");
-                return Outcome::DeadLetter;
-            }
-            Err(err) => {
-                metrics::counter!("consumer_retries_total", "consumer" => handler.consumer()).increment(1);
-                tracing::warn!(error = %err, attempt, "event failed, retrying");
-            }
-        }
-        let wait = Duration::from_millis(100u64 << attempt.min(10)).min(settings.max_backoff);
-        tokio::select! {
-            () = shutdown.cancelled() => return Outcome::GiveBack,
-            () = tokio::time::sleep(wait) => {}
         }
     }
 }

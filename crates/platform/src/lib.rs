@@ -15,7 +15,11 @@
 //! - [`validation`]: field-level errors for domain parsers;
 //! - [`db`]: Postgres pools and migrations;
 //! - [`outbox`], [`inbox`], [`amqp`]: the transactional outbox, its relay,
-//!   the idempotent consumer and the RabbitMQ adapter they use.
+//!   the idempotent consumer and the RabbitMQ adapter they use;
+//! - [`links`]: the internal contracts between areas over the network;
+//! - [`host`]: runs any set of areas in one process over a transport (what
+//!   every binary's `main` calls);
+//! - [`idempotency`]: `Idempotency-Key`s, stored with the typed outcome.
 //!
 //! May depend on web, SQL, cache and broker crates; the areas' domain code
 //! depends on [`validation`] only.
@@ -25,9 +29,11 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod host;
 pub mod http;
 pub mod idempotency;
 pub mod inbox;
+pub mod links;
 pub mod metrics;
 pub mod outbox;
 pub mod pagination;

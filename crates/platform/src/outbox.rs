@@ -18,13 +18,16 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
-use twinshop_contracts::events::{Envelope, Event};
+use twinshop_contracts::events::Envelope;
 use uuid::Uuid;
 
 use crate::{db::DbTarget, propagation, shutdown::Shutdown};
 
-/// Writes `envelope` to the outbox in the caller's transaction.
-pub async fn enqueue<P: Event + Serialize>(
+/// Writes `envelope` to the outbox in the caller's transaction. The payload
+/// may be a typed event or already JSON (`Envelope<Value>`, see
+/// `Envelope::erase`), which is how a use case hands a store the event it
+/// chose.
+pub async fn enqueue<P: Serialize>(
     tx: &mut PgConnection,
     target: &DbTarget,
     envelope: &Envelope<P>,
@@ -61,15 +64,39 @@ pub struct OutboxMessage {
     pub attempts: i32,
 }
 
+/// What became of one message handed to a [`Publisher`].
+#[derive(Debug)]
+pub enum Delivery {
+    /// Safely stored downstream (confirmed by the broker and routed to at
+    /// least one queue; or applied by every in-process consumer).
+    Done,
+    /// Not delivered: the row stays and is tried again, after `retry_in`
+    /// if the publisher knows better, else after the relay's own backoff.
+    Failed { error: anyhow::Error, retry_in: Option<Duration> },
+    /// A consumer gave up on it for good (in-process delivery only; the
+    /// broker has its dead-letter queues): the row is marked published with
+    /// `last_error` starting `dead-lettered`, kept for an operator, and never
+    /// retried.
+    DeadLettered { reason: String },
+}
+
+impl Delivery {
+    /// `Failed` with the relay's own backoff.
+    pub fn failed(error: anyhow::Error) -> Self {
+        Self::Failed { error, retry_in: None }
+    }
+}
+
 /// Where the relay sends events: RabbitMQ in the microservices, the
-/// in-process dispatcher in the monolith.
+/// in-process delivery in the monolith.
 #[async_trait::async_trait]
 pub trait Publisher: Send + Sync {
-    /// Publishes a batch; one result per message, in order. `Ok` only when
-    /// the message is safely stored downstream (e.g. confirmed by the broker
-    /// and routed to at least one queue).
-    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<anyhow::Result<()>>;
+    /// Publishes a batch; one [`Delivery`] per message, in order.
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Delivery>;
 }
+
+/// The `last_error` prefix of a dead-lettered outbox row.
+pub const DEAD_LETTERED: &str = "dead-lettered";
 
 /// Relay tuning.
 #[derive(Debug, Clone)]
@@ -154,11 +181,21 @@ impl Relay {
         let mut published = Vec::new();
         for (msg, result) in batch.iter().zip(results) {
             match result {
-                Ok(()) => published.push(msg.event_id),
-                Err(err) => {
-                    let backoff = backoff(msg.attempts, self.settings.max_backoff);
+                Delivery::Done => published.push(msg.event_id),
+                Delivery::DeadLettered { reason } => {
+                    tracing::error!(event_id = %msg.event_id, event_type = msg.event_type, reason,
+                        "event dead-lettered; kept in the outbox");
+                    sqlx::query("UPDATE outbox SET published_at = now(), last_error = $2 WHERE event_id = $1")
+                        .bind(msg.event_id)
+                        .bind(format!("{DEAD_LETTERED}: {reason}"))
+                        .execute(&mut *tx)
+                        .await
+                        .context("marking a dead letter")?;
+                }
+                Delivery::Failed { error, retry_in } => {
+                    let backoff = retry_in.unwrap_or_else(|| backoff(msg.attempts, self.settings.max_backoff));
                     tracing::warn!(event_id = %msg.event_id, event_type = msg.event_type, attempts = msg.attempts + 1,
-                        retry_in_ms = backoff.as_millis() as u64, error = format!("{err:#}"), "publish failed, will retry");
+                        retry_in_ms = backoff.as_millis() as u64, error = format!("{error:#}"), "publish failed, will retry");
                     metrics::counter!("outbox_publish_failures_total", "event_type" => msg.event_type.clone())
                         .increment(1);
                     sqlx::query(
@@ -166,7 +203,7 @@ impl Relay {
                          next_attempt_at = now() + make_interval(secs => $3) WHERE event_id = $1",
                     )
                     .bind(msg.event_id)
-                    .bind(format!("{err:#}"))
+                    .bind(format!("{error:#}"))
                     .bind(backoff.as_secs_f64())
                     .execute(&mut *tx)
                     .await

@@ -29,14 +29,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use twinshop_contracts::{
     events::{Envelope, Event, OrderConfirmed},
-    topology::Topology,
+    topology::{Topology, USER_ORDER_EVENTS},
 };
 use twinshop_platform::{
     amqp::{self, Amqp, AmqpPublisher, ConsumerSettings},
     config::Secret,
     db::{self, DbTarget},
-    inbox::{self, EventHandler, HandleError},
-    outbox::{self, OutboxMessage, Publisher, Relay, RelaySettings},
+    host::inprocess::InProcessPublisher,
+    inbox::{self, DeliveryPolicy, EventHandler, HandleError},
+    outbox::{self, Delivery, OutboxMessage, Publisher, Relay, RelaySettings},
     shutdown::Shutdown,
 };
 use twinshop_testkit::{TestDb, amqp_url, dead_port, delete_namespace, eventually, unique_name};
@@ -240,7 +241,7 @@ async fn the_consumer_applies_each_event_once_even_when_it_is_delivered_twice() 
         attempts: 0,
     };
     let results = AmqpPublisher::new(env.amqp.clone(), &env.topology).publish(&[again]).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(results.iter().all(|d| matches!(d, Delivery::Done)), "{results:?}");
 
     let handler = Arc::new(Scripted::new(env.pool.clone()));
     let consumer = env.consume(handler.clone(), ConsumerSettings::default());
@@ -298,7 +299,10 @@ async fn a_permanently_failing_event_is_dead_lettered_after_a_few_tries_and_a_tr
 
     let handler =
         Arc::new(Scripted { permanent: Some(doomed), transient: Some((flaky, 2)), ..Scripted::new(env.pool.clone()) });
-    let settings = ConsumerSettings { concurrency: 4, permanent_attempts: 3, max_backoff: Duration::from_millis(20) };
+    let settings = ConsumerSettings {
+        concurrency: 4,
+        policy: DeliveryPolicy { permanent_attempts: 3, max_backoff: Duration::from_millis(20) },
+    };
     let consumer = env.consume(handler.clone(), settings.clone());
     let dlq = env.user_dead_letter_queue();
     eventually("the flaky event applied and the doomed one dead-lettered", PATIENCE, || async {
@@ -308,12 +312,44 @@ async fn a_permanently_failing_event_is_dead_lettered_after_a_few_tries_and_a_tr
     .await;
     consumer.stop().await;
 
-    assert_eq!(handler.tries(doomed), settings.permanent_attempts);
+    assert_eq!(handler.tries(doomed), settings.policy.permanent_attempts);
     assert_eq!(handler.tries(flaky), 3, "two transient failures, then success");
     let parked = env.get(&dlq).await.expect("the dead letter");
     let parked: Value = serde_json::from_slice(&parked.data).expect("JSON");
     assert_eq!(parked["event_id"], doomed.to_string());
     assert_eq!(env.depth(&env.user_queue()).await, Some(0));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn delivered_in_process_an_event_follows_the_same_rules_with_the_outbox_as_its_retry_queue() {
+    let env = Env::without_topology().await;
+    env.create_effects_table().await;
+    let doomed = env.enqueue_order_confirmed().await.event_id;
+    let flaky = env.enqueue_order_confirmed().await.event_id;
+    let handler =
+        Arc::new(Scripted { permanent: Some(doomed), transient: Some((flaky, 2)), ..Scripted::new(env.pool.clone()) });
+    let mut publisher = InProcessPublisher::default();
+    publisher.subscribe(&USER_ORDER_EVENTS, handler.clone());
+    let relay = env.relay_through(Arc::new(publisher));
+
+    // Three passes (each due at once): two transient failures, then success;
+    // the permanent failure is dead-lettered on its third try, not before.
+    for pass in 1..=3 {
+        relay.relay_once().await.expect("relay");
+        let row = env.outbox_row(doomed).await;
+        assert_eq!(row.published, pass == 3, "pass {pass}: {row:?}");
+        env.retry_now().await;
+    }
+    assert_eq!(env.effects().await, vec![flaky], "applied once, after two transient failures");
+    assert_eq!((handler.tries(doomed), handler.tries(flaky)), (3, 3));
+    let dead = env.outbox_row(doomed).await;
+    assert!(dead.last_error.as_deref().is_some_and(|e| e.starts_with(outbox::DEAD_LETTERED)), "{dead:?}");
+    assert_eq!(dead.attempts, 2, "two retries were scheduled before it was given up");
+    assert!(env.outbox_row(flaky).await.published);
+    // Nothing is tried again: dead letters and applied events are done.
+    relay.relay_once().await.expect("relay");
+    assert_eq!(handler.tries_total(), 6);
     env.stop().await;
 }
 

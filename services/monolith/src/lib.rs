@@ -1,23 +1,26 @@
 //! The monolith: the user, payment and order areas in one process.
 //!
 //! Why it exists: to compare architectures honestly, the monolith runs the
-//! areas' domain and use-case code unchanged, with the same transaction
-//! boundaries and asynchronous steps as the microservices. Only adapters
-//! differ (docs/design.md §3):
-//! - the order area's `UserDirectory` and `PaymentGateway` ports call the
-//!   other areas' application services directly ([`adapters`]);
-//! - events go from the same outboxes to the same consumers in-process,
-//!   after commit, instead of through RabbitMQ ([`dispatch`]);
-//! - one database, one schema per area, each with its own migration history.
+//! areas exactly as the services do (the same assembly, the same domain and
+//! use-case code, the same transaction boundaries and asynchronous steps)
+//! and changes only the transport between them (docs/design.md §3):
+//! contracts are called in-process instead of over HTTP and gRPC, and events
+//! go from the same outboxes to the same handlers in-process instead of
+//! through RabbitMQ. One database, one schema per area.
 //!
-//! No business rule lives in this crate: it is wiring.
-//!
-//! # Layout
-//! [`config`], [`adapters`], [`dispatch`], [`startup`].
+//! This crate is only that choice.
 
-pub mod adapters;
-pub mod config;
-pub mod dispatch;
-pub mod startup;
+use twinshop_platform::host::{Process, Transport};
 
-pub use startup::{App, migrate};
+/// `monolith`: all three areas, in-process.
+pub static MONOLITH: Process = Process {
+    binary: "monolith",
+    service: "monolith",
+    about: "twinshop as one process",
+    prefix: "MONOLITH_",
+    http_port: 8090,
+    internal_port: 9090,
+    db_max_connections: 8,
+    transport: Transport::InProcess,
+    areas: &[&twinshop_user::AREA, &twinshop_payment::AREA, &twinshop_order::AREA],
+};

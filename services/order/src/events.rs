@@ -7,7 +7,8 @@ use twinshop_platform::inbox::{EventHandler, HandleError};
 
 use crate::app::OrderService;
 
-pub const CONSUMER: &str = "order.payment-refunded";
+/// This consumer's name (recorded with each event it processed).
+pub const CONSUMER: &str = twinshop_contracts::topology::ORDER_PAYMENT_REFUNDED.consumer;
 
 #[derive(Debug, Clone)]
 pub struct PaymentRefundedHandler {

@@ -1,18 +1,19 @@
 //! The order area's public HTTP adapter: the catalog and orders.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::{
     Json, Router,
-    extract::{FromRef, Path, Query, State, rejection::PathRejection},
+    extract::{Path, Query, State, rejection::PathRejection},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use twinshop_platform::{
     http::{
-        auth::{Authenticated, JwtVerifier},
+        auth::Authenticated,
         json::{Fields, JsonObject},
     },
     idempotency::{IdempotencyKey, REPLAYED_HEADER},
@@ -23,30 +24,18 @@ use twinshop_platform::{
 use uuid::Uuid;
 
 use crate::{
-    app::{CancelError, OrderService, PlaceError, Placed, views},
-    domain::OrderRequest,
+    app::{CancelError, OrderService, PlaceError, Placed, Placement},
+    domain::{Order, OrderRequest, Product},
 };
 
-#[derive(Debug, Clone)]
-pub struct OrderState {
-    pub orders: OrderService,
-    pub verifier: Arc<JwtVerifier>,
-}
-
-impl FromRef<OrderState> for Arc<JwtVerifier> {
-    fn from_ref(state: &OrderState) -> Self {
-        state.verifier.clone()
-    }
-}
-
 /// Public routes: `/v1/products`, `/v1/orders…`.
-pub fn public_routes(state: OrderState) -> Router {
+pub fn public_routes(orders: OrderService) -> Router {
     Router::new()
         .route("/v1/products", get(products))
         .route("/v1/orders", post(place).get(list))
         .route("/v1/orders/{id}", get(get_one))
         .route("/v1/orders/{id}/cancel", post(cancel))
-        .with_state(state)
+        .with_state(orders)
 }
 
 fn payment_unavailable() -> Problem {
@@ -96,9 +85,9 @@ fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> 
     path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok()).ok_or_else(not_found)
 }
 
-async fn products(State(state): State<OrderState>) -> Result<Response, Problem> {
-    let catalog = state.orders.catalog().await.map_err(|e| problem::internal(&e))?;
-    Ok(Json(json!({ "items": catalog.iter().map(views::product_json).collect::<Vec<_>>() })).into_response())
+async fn products(State(orders): State<OrderService>) -> Result<Response, Problem> {
+    let catalog = orders.catalog().await.map_err(|e| problem::internal(&e))?;
+    Ok(Json(json!({ "items": catalog.iter().map(product_json).collect::<Vec<_>>() })).into_response())
 }
 
 fn parse_request(body: &serde_json::Map<String, Value>) -> Result<OrderRequest, Problem> {
@@ -126,62 +115,127 @@ fn parse_request(body: &serde_json::Map<String, Value>) -> Result<OrderRequest, 
     request.ok_or_else(|| Problem::new(ErrorCode::ValidationFailed))
 }
 
-fn created(order_json: Value, replayed: bool, status: StatusCode) -> Response {
-    let mut res = (status, Json(order_json)).into_response();
-    if replayed {
-        res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
+fn replayed(mut res: Response) -> Response {
+    res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     res
 }
 
 async fn place(
-    State(state): State<OrderState>,
+    State(orders): State<OrderService>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, Problem> {
     let key = IdempotencyKey::from_headers(&headers)?;
     let request = parse_request(&body)?;
-    match state.orders.place(user, key, Value::Object(body), request).await? {
-        Placed::Created(order) => Ok(created(views::order_json(&order), false, StatusCode::CREATED)),
-        Placed::Replayed { status: 503, .. } => {
-            let mut res = payment_unavailable().into_response();
-            res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            Ok(res)
+    Ok(match orders.place(user, key, Value::Object(body), request).await? {
+        Placed::Created(order) => (StatusCode::CREATED, Json(order_json(&order))).into_response(),
+        Placed::Replayed(Placement::Created { order }) => {
+            replayed((StatusCode::CREATED, Json(order_json(&order))).into_response())
         }
-        Placed::Replayed { status, snapshot } => {
-            Ok(created(snapshot, true, StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED)))
-        }
-    }
+        Placed::Replayed(Placement::PaymentUnavailable { .. }) => replayed(payment_unavailable().into_response()),
+    })
 }
 
 async fn get_one(
-    State(state): State<OrderState>,
+    State(orders): State<OrderService>,
     Authenticated(user): Authenticated,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let id = parse_id(path)?;
-    let order = state.orders.get(user, id).await.map_err(|e| problem::internal(&e))?.ok_or_else(not_found)?;
-    Ok(Json(views::order_json(&order)).into_response())
+    let order = orders.get(user, id).await.map_err(|e| problem::internal(&e))?.ok_or_else(not_found)?;
+    Ok(Json(order_json(&order)).into_response())
 }
 
 async fn list(
-    State(state): State<OrderState>,
+    State(orders): State<OrderService>,
     Authenticated(user): Authenticated,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     let page = PageRequest::from_query(&query)?;
-    let page = state.orders.list(user, page).await.map_err(|e| problem::internal(&e))?;
-    let items: Vec<Value> = page.items.iter().map(views::order_json).collect();
+    let page = orders.list(user, page).await.map_err(|e| problem::internal(&e))?;
+    let items: Vec<Value> = page.items.iter().map(order_json).collect();
     Ok(Json(json!({ "items": items, "next_cursor": page.next.map(|p| p.encode()) })).into_response())
 }
 
 async fn cancel(
-    State(state): State<OrderState>,
+    State(orders): State<OrderService>,
     Authenticated(user): Authenticated,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let id = parse_id(path)?;
-    let order = state.orders.cancel(user, id).await?;
-    Ok(Json(views::order_json(&order)).into_response())
+    let order = orders.cancel(user, id).await?;
+    Ok(Json(order_json(&order)).into_response())
+}
+
+// ---- response shapes ----
+
+#[derive(Serialize)]
+struct Line<'a> {
+    product_id: &'a str,
+    name: &'a str,
+    unit_price_cents: i64,
+    quantity: i64,
+}
+
+#[derive(Serialize)]
+struct Address<'a> {
+    line1: &'a str,
+    city: &'a str,
+    postal_code: &'a str,
+    country: &'a str,
+}
+
+#[derive(Serialize)]
+struct ShipTo<'a> {
+    name: &'a str,
+    address: Address<'a>,
+}
+
+#[derive(Serialize)]
+struct OrderJson<'a> {
+    id: Uuid,
+    status: &'static str,
+    items: Vec<Line<'a>>,
+    total_cents: i64,
+    ship_to: ShipTo<'a>,
+    rejection_reason: Option<&'static str>,
+    refund_status: Option<&'static str>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: time::OffsetDateTime,
+}
+
+/// `Order` as docs/api.md defines it.
+pub fn order_json(order: &Order) -> Value {
+    let a = &order.ship_to.address;
+    let json = OrderJson {
+        id: order.id,
+        status: order.status.as_str(),
+        items: order
+            .items
+            .iter()
+            .map(|l| Line {
+                product_id: &l.product_id,
+                name: &l.name,
+                unit_price_cents: l.unit_price_cents,
+                quantity: l.quantity,
+            })
+            .collect(),
+        total_cents: order.total_cents,
+        ship_to: ShipTo {
+            name: &order.ship_to.name,
+            address: Address { line1: &a.line1, city: &a.city, postal_code: &a.postal_code, country: &a.country },
+        },
+        rejection_reason: order.rejection_reason.map(|r| r.as_str()),
+        refund_status: order.refund_status.map(|r| r.as_str()),
+        created_at: order.created_at,
+        updated_at: order.updated_at,
+    };
+    serde_json::to_value(json).unwrap_or(Value::Null)
+}
+
+pub fn product_json(p: &Product) -> Value {
+    serde_json::json!({ "id": p.id, "name": p.name, "price_cents": p.price_cents })
 }

@@ -1,38 +1,6 @@
-//! `order-service`: a shim around [`twinshop_order::App`].
+//! `order-service`: the order area alone, reaching the user and payment
+//! areas over the network.
 
-use clap::Parser;
-use twinshop_order::{
-    App,
-    config::{self, Config},
-    migrate,
-    startup::SERVICE,
-};
-use twinshop_platform::{cli, config as env_config, shutdown::Shutdown};
-
-#[derive(Parser)]
-#[command(name = "order-service", version, about = "twinshop order service")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<cli::Command>,
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let command = Cli::parse().command.unwrap_or(cli::Command::Serve);
-    if command == cli::Command::Healthcheck {
-        return cli::healthcheck("ORDER_", config::default_internal_port()).await;
-    }
-    let config = Config::from_env().unwrap_or_else(|err| env_config::exit_with(&err));
-    cli::run(SERVICE, &config.telemetry, async {
-        match command {
-            cli::Command::Migrate => migrate(&config).await,
-            _ => {
-                let shutdown = Shutdown::new();
-                let app = App::build(&config, shutdown.clone()).await?;
-                cli::trigger_on_signal(shutdown);
-                app.run().await
-            }
-        }
-    })
-    .await
+fn main() -> std::process::ExitCode {
+    twinshop_platform::host::main(&twinshop_order::SERVICE)
 }

@@ -1,8 +1,11 @@
 //! The Postgres adapter of [`OrderRepository`]: all of the order area's SQL.
 //!
-//! Every state change is a conditional `UPDATE … WHERE status = …`, so two
+//! It persists what the use cases decide and decides nothing itself: a
+//! transition is one conditional `UPDATE … WHERE status = <from>`, so two
 //! actors racing on one order (a request and the sweeper, two replicas)
-//! cannot both move it: the second changes nothing and reads the result.
+//! cannot both move it; the loser writes nothing and reads the result. The
+//! event and the key's answer go into the same transaction. Idempotency
+//! keys are the platform's facility (`twinshop_platform::idempotency`).
 
 use std::time::Duration;
 
@@ -10,23 +13,29 @@ use anyhow::Context as _;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
-use twinshop_contracts::events::{Envelope, OrderCancelled, OrderConfirmed, OrderRejected};
 use twinshop_platform::{
     db::DbTarget,
-    idempotency::IdempotencyKey,
+    idempotency::{self, Found, IdempotencyKey, Scope},
     inbox, outbox,
     pagination::{Page, PageRequest, Position},
 };
 use uuid::Uuid;
 
 use crate::{
-    app::{CancelError, CreateError, KeyRecord, OrderRepository, views},
+    app::{CreateError, OrderRepository, Placement, Transition},
     domain::{
-        ChargeOutcome, Order, OrderLine, OrderStatus, Product, RefundStatus, RejectionReason, ShipTo, ShippingAddress,
+        Order, OrderLine, OrderStatus, Product, RefundStatus, RejectionReason, ShipTo, ShippingAddress, VoidStatus,
     },
 };
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The operation order placement keys are scoped to.
+pub const PLACE: &str = "orders.place";
+
+fn scope(user_id: Uuid) -> Scope {
+    Scope { user_id, operation: PLACE }
+}
 
 #[derive(Debug, Clone)]
 pub struct PgOrderRepository {
@@ -41,7 +50,7 @@ impl PgOrderRepository {
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, items, total_cents, ship_name, ship_line1, ship_city, ship_postal_code, \
-     ship_country, rejection_reason, refund_status, created_at, updated_at";
+     ship_country, rejection_reason, refund_status, void_status, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -57,6 +66,7 @@ struct OrderRow {
     ship_country: String,
     rejection_reason: Option<String>,
     refund_status: Option<String>,
+    void_status: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -120,6 +130,11 @@ impl TryFrom<OrderRow> for Order {
                 .as_deref()
                 .map(|s| RefundStatus::parse(s).context("unknown refund status"))
                 .transpose()?,
+            void_status: r
+                .void_status
+                .as_deref()
+                .map(|s| VoidStatus::parse(s).context("unknown void status"))
+                .transpose()?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -136,22 +151,6 @@ async fn load(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Order> 
     row.try_into()
 }
 
-/// Stores the first answer for the key, unless one is stored already.
-async fn answer_key(conn: &mut PgConnection, order: &Order, key: &IdempotencyKey, status: u16) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET response_status = $3, response_body = $4 \
-         WHERE user_id = $1 AND key = $2 AND response_status IS NULL",
-    )
-    .bind(order.user_id)
-    .bind(key.as_str())
-    .bind(i32::from(status))
-    .bind(views::order_json(order))
-    .execute(&mut *conn)
-    .await
-    .context("storing the idempotent answer")?;
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl OrderRepository for PgOrderRepository {
     async fn catalog(&self) -> anyhow::Result<Vec<Product>> {
@@ -162,75 +161,37 @@ impl OrderRepository for PgOrderRepository {
         Ok(rows.into_iter().map(|(id, name, price_cents)| Product { id, name, price_cents }).collect())
     }
 
-    async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<KeyRecord>> {
-        let row: Option<(String, Uuid, Option<i32>, Option<Value>, bool)> = sqlx::query_as(
-            "SELECT request, order_id, response_status, response_body, lease_until < now() \
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user_id)
-        .bind(key.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .context("reading the idempotency key")?;
-        row.map(|(stored, order_id, status, body, lease_expired)| {
-            Ok(KeyRecord {
-                fingerprint: serde_json::from_str(&stored).context("parsing the stored request fingerprint")?,
-                order_id,
-                response: status.zip(body).map(|(s, b)| (u16::try_from(s).unwrap_or(500), b)),
-                lease_expired,
-            })
-        })
-        .transpose()
+    async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<Found<Placement>>> {
+        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
+        idempotency::find(&mut conn, scope(user_id), key).await
     }
 
     async fn take_over_key(&self, user_id: Uuid, key: &IdempotencyKey, lease: Duration) -> anyhow::Result<bool> {
-        let taken = sqlx::query(
-            "UPDATE idempotency_keys SET lease_until = now() + make_interval(secs => $3) \
-             WHERE user_id = $1 AND key = $2 AND lease_until < now() AND response_status IS NULL",
-        )
-        .bind(user_id)
-        .bind(key.as_str())
-        .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await
-        .context("taking over the idempotency key")?
-        .rows_affected();
-        Ok(taken == 1)
+        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
+        Ok(idempotency::take_over(&mut conn, scope(user_id), key, lease).await?.is_some())
     }
 
-    async fn create_pending(
+    async fn create(
         &self,
         order: &Order,
         key: Option<(&IdempotencyKey, &Value)>,
         lease: Duration,
     ) -> Result<(), CreateError> {
         let mut tx = self.pool.begin().await.context("beginning the placement")?;
-        if let Some((key, fingerprint)) = key {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (user_id, key, request, order_id, lease_until) \
-                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) ON CONFLICT DO NOTHING",
-            )
-            .bind(order.user_id)
-            .bind(key.as_str())
-            .bind(fingerprint.to_string())
-            .bind(order.id)
-            .bind(lease.as_secs_f64())
-            .execute(&mut *tx)
-            .await
-            .context("recording the idempotency key")?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(CreateError::KeyTaken);
-            }
+        if let Some((key, fingerprint)) = key
+            && !idempotency::insert(&mut tx, scope(order.user_id), key, fingerprint, Some(order.id), lease).await?
+        {
+            return Err(CreateError::KeyTaken);
         }
         let a = &order.ship_to.address;
         sqlx::query(
             "INSERT INTO orders (id, user_id, status, items, total_cents, ship_name, ship_line1, ship_city, \
              ship_postal_code, ship_country, created_at, updated_at) \
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(order.id)
         .bind(order.user_id)
+        .bind(order.status.as_str())
         .bind(lines_json(&order.items))
         .bind(order.total_cents)
         .bind(&order.ship_to.name)
@@ -239,86 +200,51 @@ impl OrderRepository for PgOrderRepository {
         .bind(&a.postal_code)
         .bind(&a.country)
         .bind(order.created_at)
+        .bind(order.updated_at)
         .execute(&mut *tx)
         .await
-        .context("recording the pending order")?;
+        .context("recording the order")?;
         tx.commit().await.context("committing the placement")?;
         Ok(())
     }
 
-    async fn settle(
-        &self,
-        order_id: Uuid,
-        outcome: ChargeOutcome,
-        key: Option<&IdempotencyKey>,
-    ) -> anyhow::Result<Order> {
-        let (status, reason) = Order::settled_by(outcome);
-        let mut tx = self.pool.begin().await.context("beginning the settlement")?;
+    async fn transition(&self, t: Transition<'_>) -> anyhow::Result<Option<Order>> {
+        let next = t.next;
+        let mut tx = self.pool.begin().await.context("beginning the transition")?;
         let moved = sqlx::query(
-            "UPDATE orders SET status = $2, rejection_reason = $3, updated_at = now(), \
-             void_status = CASE WHEN $2 = 'failed' THEN 'owed' ELSE void_status END \
-             WHERE id = $1 AND status = 'pending'",
+            "UPDATE orders SET status = $3, rejection_reason = $4, refund_status = $5, void_status = $6, \
+             updated_at = $7 WHERE id = $1 AND status = $2",
         )
-        .bind(order_id)
-        .bind(status.as_str())
-        .bind(reason.map(|r| r.as_str()))
+        .bind(next.id)
+        .bind(t.from.as_str())
+        .bind(next.status.as_str())
+        .bind(next.rejection_reason.map(RejectionReason::as_str))
+        .bind(next.refund_status.map(RefundStatus::as_str))
+        .bind(next.void_status.map(VoidStatus::as_str))
+        .bind(next.updated_at)
         .execute(&mut *tx)
         .await
-        .context("settling the order")?
+        .context("moving the order")?
         .rows_affected()
             == 1;
-        let order = load(&mut tx, order_id).await?;
-        if moved {
-            match order.status {
-                OrderStatus::Confirmed => {
-                    let event = Envelope::new(OrderConfirmed {
-                        order_id,
-                        user_id: order.user_id,
-                        total_cents: order.total_cents,
-                    });
-                    outbox::enqueue(&mut tx, &self.target, &event).await?;
-                }
-                OrderStatus::Rejected => {
-                    let event = Envelope::new(OrderRejected {
-                        order_id,
-                        user_id: order.user_id,
-                        total_cents: order.total_cents,
-                        reason: reason.map_or("", |r| r.as_str()).to_owned(),
-                    });
-                    outbox::enqueue(&mut tx, &self.target, &event).await?;
-                }
-                _ => {}
-            }
+        if !moved {
+            let current = load(&mut tx, next.id).await?;
+            tx.rollback().await.ok();
+            return Ok(Some(current));
         }
-        if let Some(key) = key {
-            answer_key(&mut tx, &order, key, 201).await?;
+        if let Some(event) = &t.event {
+            outbox::enqueue(&mut tx, &self.target, event).await?;
         }
-        tx.commit().await.context("committing the settlement")?;
-        Ok(order)
+        if let Some((key, answer)) = t.answer {
+            idempotency::complete(&mut tx, scope(next.user_id), key, answer).await?;
+        }
+        tx.commit().await.context("committing the transition")?;
+        Ok(None)
     }
 
-    async fn fail(&self, order_id: Uuid, key: Option<&IdempotencyKey>) -> anyhow::Result<Order> {
-        let mut tx = self.pool.begin().await.context("beginning the failure")?;
-        sqlx::query(
-            "UPDATE orders SET status = 'failed', rejection_reason = 'payment_unavailable', void_status = 'owed', \
-             updated_at = now() WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await
-        .context("failing the order")?;
-        let order = load(&mut tx, order_id).await?;
-        if let Some(key) = key {
-            let status = if order.status == OrderStatus::Failed { 503 } else { 201 };
-            answer_key(&mut tx, &order, key, status).await?;
-        }
-        tx.commit().await.context("committing the failure")?;
-        Ok(order)
-    }
-
-    async fn complete_key(&self, order: &Order, key: &IdempotencyKey) -> anyhow::Result<()> {
+    async fn answer_key(&self, user_id: Uuid, key: &IdempotencyKey, answer: &Placement) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
-        answer_key(&mut conn, order, key, 201).await
+        idempotency::complete(&mut conn, scope(user_id), key, answer).await
     }
 
     async fn find(&self, user_id: Uuid, order_id: Uuid) -> anyhow::Result<Option<Order>> {
@@ -348,34 +274,6 @@ impl OrderRepository for PgOrderRepository {
         .context("listing orders")?;
         let orders = rows.into_iter().map(Order::try_from).collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(orders, page.limit, |o| Position { created_at: o.created_at, id: o.id }))
-    }
-
-    async fn cancel(&self, user_id: Uuid, order_id: Uuid) -> Result<Order, CancelError> {
-        let mut tx = self.pool.begin().await.context("beginning the cancellation")?;
-        let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2 FOR UPDATE"
-        )))
-        .bind(order_id)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("locking the order")?;
-        let order = Order::try_from(row.ok_or(CancelError::NotFound)?)?;
-        if !order.can_cancel()? {
-            return Ok(order);
-        }
-        sqlx::query(
-            "UPDATE orders SET status = 'cancelled', refund_status = 'pending', updated_at = now() WHERE id = $1",
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await
-        .context("cancelling the order")?;
-        let event = Envelope::new(OrderCancelled { order_id, user_id, total_cents: order.total_cents });
-        outbox::enqueue(&mut tx, &self.target, &event).await?;
-        let order = load(&mut tx, order_id).await?;
-        tx.commit().await.context("committing the cancellation")?;
-        Ok(order)
     }
 
     async fn mark_refunded(&self, consumer: &str, event_id: Uuid, order_id: Uuid) -> anyhow::Result<()> {

@@ -8,7 +8,8 @@ use twinshop_platform::inbox::{EventHandler, HandleError};
 
 use crate::app::PaymentService;
 
-pub const CONSUMER: &str = "payment.order-cancelled";
+/// This consumer's name (recorded with each event it processed).
+pub const CONSUMER: &str = twinshop_contracts::topology::PAYMENT_ORDER_CANCELLED.consumer;
 
 #[derive(Debug, Clone)]
 pub struct OrderCancelledHandler {

@@ -1,10 +1,10 @@
 //! The payment area's public HTTP adapter: wallet, top-ups, ledger.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::{
     Json, Router,
-    extract::{FromRef, Query, State},
+    extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -12,7 +12,7 @@ use axum::{
 use serde::Serialize;
 use twinshop_platform::{
     http::{
-        auth::{Authenticated, JwtVerifier},
+        auth::Authenticated,
         json::{Fields, JsonObject},
     },
     idempotency::{IdempotencyKey, REPLAYED_HEADER},
@@ -26,25 +26,13 @@ use crate::{
     domain::{Amount, TOP_UP_MAX},
 };
 
-#[derive(Debug, Clone)]
-pub struct PaymentState {
-    pub payments: PaymentService,
-    pub verifier: Arc<JwtVerifier>,
-}
-
-impl FromRef<PaymentState> for Arc<JwtVerifier> {
-    fn from_ref(state: &PaymentState) -> Self {
-        state.verifier.clone()
-    }
-}
-
 /// Public routes: `/v1/wallet`, `/v1/wallet/top-ups`, `/v1/payments`.
-pub fn public_routes(state: PaymentState) -> Router {
+pub fn public_routes(payments: PaymentService) -> Router {
     Router::new()
         .route("/v1/wallet", get(wallet))
         .route("/v1/wallet/top-ups", post(top_up))
         .route("/v1/payments", get(ledger))
-        .with_state(state)
+        .with_state(payments)
 }
 
 impl From<TopUpError> for Problem {
@@ -52,6 +40,8 @@ impl From<TopUpError> for Problem {
         match err {
             TopUpError::KeyReused => Problem::new(ErrorCode::IdempotencyKeyReused)
                 .with_detail("This Idempotency-Key was used with a different request."),
+            TopUpError::KeyInUse => Problem::new(ErrorCode::IdempotencyKeyInUse)
+                .with_detail("A request with this Idempotency-Key is in progress."),
             TopUpError::Unexpected(e) => problem::internal(&e),
         }
     }
@@ -63,8 +53,11 @@ struct WalletJson {
     currency: &'static str,
 }
 
-async fn wallet(State(state): State<PaymentState>, Authenticated(user): Authenticated) -> Result<Response, Problem> {
-    let wallet = state.payments.wallet(user).await.map_err(|e| problem::internal(&e))?;
+async fn wallet(
+    State(payments): State<PaymentService>,
+    Authenticated(user): Authenticated,
+) -> Result<Response, Problem> {
+    let wallet = payments.wallet(user).await.map_err(|e| problem::internal(&e))?;
     Ok(Json(WalletJson { balance_cents: wallet.balance_cents, currency: "EUR" }).into_response())
 }
 
@@ -76,7 +69,7 @@ struct TopUpJson {
 }
 
 async fn top_up(
-    State(state): State<PaymentState>,
+    State(payments): State<PaymentService>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
@@ -87,13 +80,13 @@ async fn top_up(
     f.finish()?;
     let amount = amount.ok_or_else(|| Problem::new(ErrorCode::ValidationFailed))?;
     let request = TopUpRequest { user_id: user, amount, key, fingerprint: serde_json::Value::Object(body) };
-    let top_up = state.payments.top_up(request).await?;
+    let (top_up, replayed) = payments.top_up(request).await?;
     let mut res = (
         StatusCode::CREATED,
         Json(TopUpJson { id: top_up.id, amount_cents: top_up.amount_cents, balance_cents: top_up.balance_cents }),
     )
         .into_response();
-    if top_up.replayed {
+    if replayed {
         res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(res)
@@ -116,12 +109,12 @@ struct LedgerJson {
 }
 
 async fn ledger(
-    State(state): State<PaymentState>,
+    State(payments): State<PaymentService>,
     Authenticated(user): Authenticated,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     let page = PageRequest::from_query(&query)?;
-    let page = state.payments.ledger(user, page).await.map_err(|e| problem::internal(&e))?;
+    let page = payments.ledger(user, page).await.map_err(|e| problem::internal(&e))?;
     let items = page
         .items
         .into_iter()

@@ -8,19 +8,22 @@
 //! a Refund tombstone) end in a unique violation on `charges`; the
 //! transaction is then retried and takes the replay path.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use twinshop_contracts::events::{Envelope, PaymentRefunded};
 use twinshop_platform::{
     db::DbTarget,
+    idempotency::{self, Scope},
     inbox, outbox,
     pagination::{Page, PageRequest, Position},
 };
 use uuid::Uuid;
 
 use crate::{
-    app::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest},
+    app::{ChargeResult, PaymentRepository, TopUp, TopUpRequest, TopUpWrite},
     domain::{
         Amount, ChargeDecision, ChargeOutcome, ChargeRecord, EntryKind, LedgerEntry, RefundOutcome, Wallet,
         charge::first_charge,
@@ -28,6 +31,9 @@ use crate::{
 };
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The operation top-up keys are scoped to.
+pub const TOP_UP: &str = "wallet.top_up";
 
 /// Tries of a transaction that lost a race on a unique key.
 const RACE_RETRIES: usize = 3;
@@ -216,47 +222,38 @@ impl PgPaymentRepository {
         Ok((outcome, if outcome == RefundOutcome::NotCharged { 0 } else { amount }))
     }
 
-    async fn top_up_once(&self, request: &TopUpRequest) -> Result<TopUp, TopUpError> {
+    async fn top_up_once(&self, request: &TopUpRequest) -> anyhow::Result<Option<TopUpWrite>> {
         let mut tx = self.pool.begin().await.context("beginning the top-up")?;
+        let id = Uuid::now_v7();
         if let Some(key) = &request.key {
-            let earlier: Option<(Uuid, String, i64, i64)> = sqlx::query_as(
-                "SELECT id, request, amount_cents, balance_after FROM top_ups WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(request.user_id)
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .context("looking up the idempotency key")?;
-            if let Some((id, stored, amount_cents, balance_cents)) = earlier {
+            let scope = Scope { user_id: request.user_id, operation: TOP_UP };
+            // Recording the key first: a concurrent request with the same
+            // key waits here until this transaction ends, then sees it.
+            if !idempotency::insert(&mut tx, scope, key, &request.fingerprint, Some(id), Duration::ZERO).await? {
+                let found = idempotency::find::<TopUp>(&mut tx, scope, key).await?;
                 tx.rollback().await.ok();
-                let fingerprint: serde_json::Value =
-                    serde_json::from_str(&stored).context("parsing the stored request fingerprint")?;
-                return if fingerprint == request.fingerprint {
-                    Ok(TopUp { id, amount_cents, balance_cents, replayed: true })
-                } else {
-                    Err(TopUpError::KeyReused)
-                };
+                // Gone again (its transaction rolled back): try once more.
+                return Ok(found.map(|f| TopUpWrite::Repeated(f.repeat(&request.fingerprint))));
             }
         }
-        let id = Uuid::now_v7();
         lock_wallet(&mut tx, request.user_id).await?;
         let amount = request.amount.cents();
         let balance = move_money(&mut tx, request.user_id, EntryKind::TopUp, amount, amount, None, id).await?;
-        sqlx::query(
-            "INSERT INTO top_ups (id, user_id, idempotency_key, request, amount_cents, balance_after) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(request.user_id)
-        .bind(request.key.as_ref().map(|k| k.as_str()))
-        // As JSON text, not jsonb: jsonb refuses `\u0000` (see migration 0002).
-        .bind(request.fingerprint.to_string())
-        .bind(amount)
-        .bind(balance)
-        .execute(&mut *tx)
-        .await
-        .context("recording the top-up")?;
+        sqlx::query("INSERT INTO top_ups (id, user_id, amount_cents, balance_after) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(request.user_id)
+            .bind(amount)
+            .bind(balance)
+            .execute(&mut *tx)
+            .await
+            .context("recording the top-up")?;
+        let top_up = TopUp { id, amount_cents: amount, balance_cents: balance };
+        if let Some(key) = &request.key {
+            let scope = Scope { user_id: request.user_id, operation: TOP_UP };
+            idempotency::complete(&mut tx, scope, key, &top_up).await?;
+        }
         tx.commit().await.context("committing the top-up")?;
-        Ok(TopUp { id, amount_cents: amount, balance_cents: balance, replayed: false })
+        Ok(Some(TopUpWrite::Applied(top_up)))
     }
 }
 
@@ -299,15 +296,13 @@ impl PaymentRepository for PgPaymentRepository {
         Ok(Page::from_overfetch(entries, page.limit, |e| Position { created_at: e.created_at, id: e.id }))
     }
 
-    async fn top_up(&self, request: &TopUpRequest) -> Result<TopUp, TopUpError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.top_up_once(request).await {
-                Err(TopUpError::Unexpected(err)) if attempt < RACE_RETRIES && is_unique_violation(&err) => continue,
-                other => return other,
+    async fn top_up(&self, request: &TopUpRequest) -> anyhow::Result<TopUpWrite> {
+        for _ in 0..RACE_RETRIES {
+            if let Some(write) = self.top_up_once(request).await? {
+                return Ok(write);
             }
         }
+        anyhow::bail!("the top-up's key kept changing under it")
     }
 
     async fn charge(&self, order_id: Uuid, user_id: Uuid, amount: Amount) -> anyhow::Result<ChargeResult> {

@@ -13,7 +13,8 @@ use crate::{
     domain::UserId,
 };
 
-pub const CONSUMER: &str = "user.order-events";
+/// This consumer's name (recorded with each event it processed).
+pub const CONSUMER: &str = twinshop_contracts::topology::USER_ORDER_EVENTS.consumer;
 
 #[derive(Debug, Clone)]
 pub struct OrderEventsHandler {

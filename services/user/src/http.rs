@@ -2,11 +2,9 @@
 //! and the mapping of use-case errors to error codes (this area's part of
 //! the one error table in `twinshop_platform::problem`).
 
-use std::sync::Arc;
-
 use axum::{
     Json, Router,
-    extract::{FromRef, Path, State, rejection::PathRejection},
+    extract::State,
     http::StatusCode,
     response::IntoResponse,
     routing::{get, post},
@@ -15,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use twinshop_platform::{
     http::{
-        auth::{Authenticated, JwtVerifier},
+        auth::Authenticated,
         json::{Fields, JsonObject, Presence},
     },
     problem::{self, ErrorCode, Problem},
@@ -23,35 +21,17 @@ use twinshop_platform::{
 use uuid::Uuid;
 
 use crate::{
-    app::{LoginError, LookupError, NewUser, ProfileChanges, ProfileError, RegisterError, UserService},
-    domain::{Address, Email, Password, Stats, User, UserId, UserName, UserSummary},
+    app::{LoginError, NewUser, ProfileChanges, ProfileError, RegisterError, UserService},
+    domain::{Address, Email, Password, Stats, User, UserId, UserName},
 };
 
-/// What the handlers share.
-#[derive(Debug, Clone)]
-pub struct UserState {
-    pub users: UserService,
-    pub verifier: Arc<JwtVerifier>,
-}
-
-impl FromRef<UserState> for Arc<JwtVerifier> {
-    fn from_ref(state: &UserState) -> Self {
-        state.verifier.clone()
-    }
-}
-
 /// Public routes: `/v1/users`, `/v1/sessions`.
-pub fn public_routes(state: UserState) -> Router {
+pub fn public_routes(users: UserService) -> Router {
     Router::new()
         .route("/v1/users", post(register))
         .route("/v1/sessions", post(login))
         .route("/v1/users/me", get(me).patch(update_me))
-        .with_state(state)
-}
-
-/// Internal routes (internal port only): the lookup other areas use.
-pub fn internal_routes(state: UserState) -> Router {
-    Router::new().route("/internal/v1/users/{id}", get(lookup)).with_state(state)
+        .with_state(users)
 }
 
 // ---- error table (this area's rows) ----
@@ -83,15 +63,6 @@ impl From<ProfileError> for Problem {
             // no good any more.
             ProfileError::NotFound => Problem::new(ErrorCode::Unauthorized),
             ProfileError::Unexpected(e) => problem::internal(&e),
-        }
-    }
-}
-
-impl From<LookupError> for Problem {
-    fn from(err: LookupError) -> Self {
-        match err {
-            LookupError::NotFound => Problem::new(ErrorCode::NotFound).with_detail("No such user."),
-            LookupError::Unexpected(e) => problem::internal(&e),
         }
     }
 }
@@ -143,13 +114,6 @@ fn user_json(user: &User, stats: Option<Stats>) -> UserJson<'_> {
         stats: stats
             .map(|s| StatsJson { orders_confirmed: s.orders_confirmed, total_spent_cents: s.total_spent_cents }),
     }
-}
-
-#[derive(Serialize)]
-struct SummaryJson<'a> {
-    id: Uuid,
-    name: &'a str,
-    address: Option<AddressJson<'a>>,
 }
 
 // ---- request parsing ----
@@ -217,9 +181,12 @@ fn parse_changes(body: &Map<String, Value>) -> Result<ProfileChanges, Problem> {
 
 // ---- handlers ----
 
-async fn register(State(state): State<UserState>, JsonObject(body): JsonObject) -> Result<impl IntoResponse, Problem> {
+async fn register(
+    State(users): State<UserService>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, Problem> {
     let new = parse_new_user(&body)?;
-    let user = state.users.register(new).await?;
+    let user = users.register(new).await?;
     Ok((StatusCode::CREATED, Json(user_json(&user, None))).into_response())
 }
 
@@ -230,7 +197,7 @@ struct SessionJson {
     expires_in: u64,
 }
 
-async fn login(State(state): State<UserState>, JsonObject(body): JsonObject) -> Result<impl IntoResponse, Problem> {
+async fn login(State(users): State<UserService>, JsonObject(body): JsonObject) -> Result<impl IntoResponse, Problem> {
     let mut f = Fields::new(&body);
     let email = f.string("email");
     let password = f.string("password");
@@ -239,7 +206,7 @@ async fn login(State(state): State<UserState>, JsonObject(body): JsonObject) -> 
     // just a wrong credential (and still costs a hash).
     let email = email.and_then(|e| Email::parse(e).ok());
     let password = Password::for_login(password.unwrap_or_default());
-    let session = state.users.login(email, password).await?;
+    let session = users.login(email, password).await?;
     Ok(Json(SessionJson {
         access_token: session.access_token,
         token_type: "Bearer",
@@ -247,35 +214,17 @@ async fn login(State(state): State<UserState>, JsonObject(body): JsonObject) -> 
     }))
 }
 
-async fn me(State(state): State<UserState>, Authenticated(id): Authenticated) -> Result<impl IntoResponse, Problem> {
-    let (user, stats) = state.users.me(UserId::from_uuid(id)).await?;
+async fn me(State(users): State<UserService>, Authenticated(id): Authenticated) -> Result<impl IntoResponse, Problem> {
+    let (user, stats) = users.me(UserId::from_uuid(id)).await?;
     Ok(Json(user_json(&user, Some(stats))).into_response())
 }
 
 async fn update_me(
-    State(state): State<UserState>,
+    State(users): State<UserService>,
     Authenticated(id): Authenticated,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, Problem> {
     let changes = parse_changes(&body)?;
-    let user = state.users.update_profile(UserId::from_uuid(id), changes).await?;
+    let user = users.update_profile(UserId::from_uuid(id), changes).await?;
     Ok(Json(user_json(&user, None)).into_response())
-}
-
-async fn lookup(
-    State(state): State<UserState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, Problem> {
-    // A malformed id (even one that is not UTF-8) names no user: 404.
-    let id = path
-        .ok()
-        .and_then(|Path(raw)| Uuid::parse_str(&raw).ok())
-        .ok_or_else(|| Problem::new(ErrorCode::NotFound).with_detail("No such user."))?;
-    let summary: UserSummary = state.users.lookup(UserId::from_uuid(id)).await?;
-    let body = SummaryJson {
-        id: summary.id.as_uuid(),
-        name: summary.name.as_str(),
-        address: address_json(summary.address.as_ref()),
-    };
-    Ok(Json(body).into_response())
 }

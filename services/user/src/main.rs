@@ -1,38 +1,5 @@
-//! `user-service`: a shim around [`twinshop_user::App`].
+//! `user-service`: the user area alone, serving the user lookup over HTTP.
 
-use clap::Parser;
-use twinshop_platform::{cli, config as env_config, shutdown::Shutdown};
-use twinshop_user::{
-    App,
-    config::{self, Config},
-    migrate,
-    startup::SERVICE,
-};
-
-#[derive(Parser)]
-#[command(name = "user-service", version, about = "twinshop user service")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<cli::Command>,
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let command = Cli::parse().command.unwrap_or(cli::Command::Serve);
-    if command == cli::Command::Healthcheck {
-        return cli::healthcheck("USER_", config::default_internal_port()).await;
-    }
-    let config = Config::from_env().unwrap_or_else(|err| env_config::exit_with(&err));
-    cli::run(SERVICE, &config.telemetry, async {
-        match command {
-            cli::Command::Migrate => migrate(&config).await,
-            _ => {
-                let shutdown = Shutdown::new();
-                let app = App::build(&config, shutdown.clone()).await?;
-                cli::trigger_on_signal(shutdown);
-                app.run().await
-            }
-        }
-    })
-    .await
+fn main() -> std::process::ExitCode {
+    twinshop_platform::host::main(&twinshop_user::SERVICE)
 }

@@ -7,7 +7,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{Outage, assert_problem, error_fields, spawn_app, spawn_app_with};
 use twinshop_platform::http::auth::Claims;
-use twinshop_user::migrate;
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
@@ -382,7 +381,7 @@ async fn before_its_migration_has_run_the_service_is_not_ready_and_after_it_is()
     assert_eq!(res.status(), 503, "a reachable but empty database is not ready");
     let body: Value = res.json().expect("json");
     assert_eq!(body["checks"]["postgres"], "down", "{body}");
-    migrate(&app.config).await.expect("migrations apply");
+    support::migrate(&app.vars).await.expect("migrations apply");
     let res = app.internal_get("/readyz").await;
     assert_eq!(res.status(), 200, "ready once migrated, without a restart");
     app.stop().await;

@@ -10,7 +10,10 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use twinshop_platform::config::{ConfigError, Variable};
+use twinshop_platform::{
+    config::{ConfigError, Variable},
+    host::{self, Process},
+};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -24,14 +27,9 @@ pub struct Binary {
     pub name: &'static str,
     /// The image repository it is deployed as (any tag).
     pub image: &'static str,
-    variables: fn() -> Result<Vec<Variable>, String>,
-    /// The configuration it would start with, reduced to what deployments
-    /// must match: `(public port, internal port, shutdown timeout in s)`.
-    settings: ReadSettings,
+    /// What the binary hosts: its areas, prefix, transport and defaults.
+    process: &'static Process,
 }
-
-/// Reads a binary's configuration from a list of variables.
-type ReadSettings = fn(Vec<(String, String)>) -> Result<Settings, ConfigError>;
 
 /// The parts of a binary's configuration a deployment has to agree with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,58 +41,10 @@ pub struct Settings {
 
 /// Every twinshop binary.
 pub const BINARIES: [Binary; 4] = [
-    Binary {
-        name: "user-service",
-        image: "twinshop/user-service",
-        variables: twinshop_user::config::Config::variables,
-        settings: |vars| {
-            let c = twinshop_user::config::Config::from_vars(vars)?;
-            Ok(Settings {
-                http_port: c.user.http_port,
-                internal_port: c.user.internal_port,
-                shutdown_timeout_secs: c.platform.shutdown_timeout,
-            })
-        },
-    },
-    Binary {
-        name: "payment-service",
-        image: "twinshop/payment-service",
-        variables: twinshop_payment::config::Config::variables,
-        settings: |vars| {
-            let c = twinshop_payment::config::Config::from_vars(vars)?;
-            Ok(Settings {
-                http_port: c.payment.http_port,
-                internal_port: c.payment.internal_port,
-                shutdown_timeout_secs: c.platform.shutdown_timeout,
-            })
-        },
-    },
-    Binary {
-        name: "order-service",
-        image: "twinshop/order-service",
-        variables: twinshop_order::config::Config::variables,
-        settings: |vars| {
-            let c = twinshop_order::config::Config::from_vars(vars)?;
-            Ok(Settings {
-                http_port: c.order.http_port,
-                internal_port: c.order.internal_port,
-                shutdown_timeout_secs: c.platform.shutdown_timeout,
-            })
-        },
-    },
-    Binary {
-        name: "monolith",
-        image: "twinshop/monolith",
-        variables: twinshop_monolith::config::Config::variables,
-        settings: |vars| {
-            let c = twinshop_monolith::config::Config::from_vars(vars)?;
-            Ok(Settings {
-                http_port: c.monolith.http_port,
-                internal_port: c.monolith.internal_port,
-                shutdown_timeout_secs: c.platform.shutdown_timeout,
-            })
-        },
-    },
+    Binary { name: "user-service", image: "twinshop/user-service", process: &twinshop_user::SERVICE },
+    Binary { name: "payment-service", image: "twinshop/payment-service", process: &twinshop_payment::SERVICE },
+    Binary { name: "order-service", image: "twinshop/order-service", process: &twinshop_order::SERVICE },
+    Binary { name: "monolith", image: "twinshop/monolith", process: &twinshop_monolith::MONOLITH },
 ];
 
 /// The binary an image reference runs (`twinshop/order-service:dev` →
@@ -115,7 +65,8 @@ pub type Environment = BTreeMap<String, Option<String>>;
 
 impl Binary {
     pub fn variables(&self) -> Vec<Variable> {
-        (self.variables)().unwrap_or_else(|err| panic!("{}: its config structs cannot be listed: {err}", self.name))
+        host::variables(self.process)
+            .unwrap_or_else(|err| panic!("{}: its config structs cannot be listed: {err}", self.name))
     }
 
     /// Everything wrong with starting this binary with `env`, one line
@@ -137,8 +88,12 @@ impl Binary {
         }
         // Values the test cannot see get a placeholder that parses for a
         // string (they are URLs and keys).
-        let vars = env.iter().map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "opaque".into()))).collect();
-        match (self.settings)(vars) {
+        let vars: Vec<_> = env.iter().map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "opaque".into()))).collect();
+        let checked: Result<Settings, ConfigError> = host::check(self.process, vars).map(|env| {
+            let (http_port, internal_port) = env.ports(self.process);
+            Settings { http_port, internal_port, shutdown_timeout_secs: env.platform.shutdown_timeout }
+        });
+        match checked {
             Ok(settings) if problems.is_empty() => Ok(settings),
             Ok(_) => Err(problems),
             Err(err) => {

@@ -309,7 +309,7 @@ async fn with_the_user_service_down_placement_is_503_dependency_unavailable_and_
     assert_problem(res, 503, "dependency_unavailable").await;
     let orders = stack.db(Svc::Order).await;
     assert_eq!(count(&orders, "SELECT count(*) FROM orders").await, 0);
-    assert_eq!(count(&orders, "SELECT count(*) FROM idempotency_keys").await, 0);
+    assert_eq!(count(&orders, "SELECT count(*) FROM idempotency").await, 0);
     let payments = stack.db(Svc::Payment).await;
     assert_eq!(count(&payments, "SELECT count(*) FROM charges").await, 0);
     assert_eq!(stack.balance(&token).await, 10_000);

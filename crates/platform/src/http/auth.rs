@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{FromRef, FromRequestParts},
+    extract::FromRequestParts,
     http::{header, request::Parts},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -87,18 +87,22 @@ fn unauthorized() -> Problem {
 }
 
 /// The caller's user id, from a verified `Authorization: Bearer` token.
+///
+/// The verifier comes from the request's extensions: the host adds one
+/// [`JwtVerifier`] to every public route of a process (an
+/// `axum::Extension<Arc<JwtVerifier>>` layer), so areas' handlers need no
+/// state for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated(pub Uuid);
 
-impl<S> FromRequestParts<S> for Authenticated
-where
-    Arc<JwtVerifier>: FromRef<S>,
-    S: Send + Sync,
-{
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = Arc::<JwtVerifier>::from_ref(state);
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(verifier) = parts.extensions.get::<Arc<JwtVerifier>>().cloned() else {
+            tracing::error!("no JWT verifier on this route: the router was built without the host's layer");
+            return Err(Problem::new(ErrorCode::Internal));
+        };
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
         let (scheme, token) = header.split_once(' ').ok_or_else(unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") {

@@ -1,13 +1,11 @@
 //! The order use cases and their ports. Both builds run this code: the
-//! service plugs in an HTTP user directory and a gRPC payment gateway, the
-//! monolith plugs in the other areas' application services.
+//! order service reaches the user and payment areas over the network, the
+//! monolith in-process; either way through the same ports.
 
 mod ports;
 mod use_cases;
-pub mod views;
 
 pub use ports::{
-    CancelError, CreateError, DirectoryError, GatewayError, KeyRecord, OrderRepository, PaymentGateway, Recipient,
-    UserDirectory,
+    CreateError, DirectoryError, GatewayError, OrderRepository, PaymentGateway, Recipient, Transition, UserDirectory,
 };
-pub use use_cases::{OrderService, PlaceError, Placed, PlacementSettings};
+pub use use_cases::{CancelError, OrderService, PlaceError, Placed, Placement, PlacementSettings};

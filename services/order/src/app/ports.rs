@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use twinshop_contracts::events::Envelope;
 use twinshop_platform::{
-    idempotency::IdempotencyKey,
+    idempotency::{Found, IdempotencyKey},
     pagination::{Page, PageRequest},
 };
 use uuid::Uuid;
 
-use crate::domain::{ChargeOutcome, Order, Product, ShippingAddress};
+use super::Placement;
+use crate::domain::{ChargeOutcome, Order, OrderStatus, Product, ShippingAddress};
 
 /// What the order area needs to know about a user to ship to them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,18 +57,6 @@ pub trait PaymentGateway: Send + Sync {
     async fn void(&self, order_id: Uuid) -> Result<(), GatewayError>;
 }
 
-/// An idempotency key as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRecord {
-    /// The request body (parsed JSON) the key was first used with.
-    pub fingerprint: Value,
-    pub order_id: Uuid,
-    /// The first answer, once there is one: HTTP status and order snapshot.
-    pub response: Option<(u16, Value)>,
-    /// The request holding the key stopped renewing it (it died).
-    pub lease_expired: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// Another request created an order with this key first.
@@ -76,63 +66,55 @@ pub enum CreateError {
     Unexpected(#[from] anyhow::Error),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CancelError {
-    #[error("no such order")]
-    NotFound,
-    #[error(transparent)]
-    NotCancellable(#[from] crate::domain::NotCancellable),
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+/// A change of one order's state, decided by a use case: write `next` if
+/// the order is still `from`, with the event it announces and the answer
+/// its idempotency key keeps, all in one transaction.
+#[derive(Debug)]
+pub struct Transition<'a> {
+    pub from: OrderStatus,
+    pub next: &'a Order,
+    pub event: Option<Envelope<Value>>,
+    pub answer: Option<(&'a IdempotencyKey, &'a Placement)>,
 }
 
-/// The order store. State changes that announce an event write it to the
-/// outbox in the same transaction.
+/// The order store: it persists what the use cases decide, each call one
+/// transaction.
 #[async_trait::async_trait]
 pub trait OrderRepository: Send + Sync {
     async fn catalog(&self) -> anyhow::Result<Vec<Product>>;
 
-    async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<KeyRecord>>;
+    /// The placement key of `user_id`, if used before.
+    async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<Found<Placement>>>;
 
-    /// Renews an expired lease for this request; `false` if another
-    /// request renewed it first.
+    /// Leases an abandoned key to this request; `false` if another request
+    /// took it over first.
     async fn take_over_key(&self, user_id: Uuid, key: &IdempotencyKey, lease: Duration) -> anyhow::Result<bool>;
 
-    /// Records the order as `pending`, with the key (if any) in the same
-    /// transaction, leased to this request for `lease`.
-    async fn create_pending(
+    /// Records the order as it is (`pending`), with the key (if any) in the
+    /// same transaction, leased to this request for `lease`. Errors:
+    /// `KeyTaken` when a concurrent request recorded the key first.
+    async fn create(
         &self,
         order: &Order,
         key: Option<(&IdempotencyKey, &Value)>,
         lease: Duration,
     ) -> Result<(), CreateError>;
 
-    /// Moves a pending order to the state `outcome` decides (announcing it),
-    /// completes the key with 201 and the order, and returns the order as it
-    /// now is (also when someone else settled it first).
-    async fn settle(
-        &self,
-        order_id: Uuid,
-        outcome: ChargeOutcome,
-        key: Option<&IdempotencyKey>,
-    ) -> anyhow::Result<Order>;
+    /// Writes the transition if the order is still in its `from` state.
+    /// `Ok(None)`: written; `Ok(Some(order))`: someone moved it first, and
+    /// this is the order as it now is (nothing was written).
+    async fn transition(&self, transition: Transition<'_>) -> anyhow::Result<Option<Order>>;
 
-    /// Moves a pending order to `failed` with its void owed, completes the
-    /// key with 503, and returns the order as it now is.
-    async fn fail(&self, order_id: Uuid, key: Option<&IdempotencyKey>) -> anyhow::Result<Order>;
-
-    /// Completes the key with 201 and the order as it now is.
-    async fn complete_key(&self, order: &Order, key: &IdempotencyKey) -> anyhow::Result<()>;
+    /// Stores the key's answer, unless it has one already.
+    async fn answer_key(&self, user_id: Uuid, key: &IdempotencyKey, answer: &Placement) -> anyhow::Result<()>;
 
     /// The user's order (`None` for another user's order).
     async fn find(&self, user_id: Uuid, order_id: Uuid) -> anyhow::Result<Option<Order>>;
 
     async fn list(&self, user_id: Uuid, page: PageRequest) -> anyhow::Result<Page<Order>>;
 
-    /// Cancels a confirmed order (announcing `order.cancelled`).
-    async fn cancel(&self, user_id: Uuid, order_id: Uuid) -> Result<Order, CancelError>;
-
-    /// The effect of `payment.refunded`, once per event.
+    /// The effect of `payment.refunded`, once per event: a cancelled
+    /// order's refund is done.
     async fn mark_refunded(&self, consumer: &str, event_id: Uuid, order_id: Uuid) -> anyhow::Result<()>;
 
     /// Pending orders untouched for longer than `older_than`, claimed (their

@@ -1,26 +1,28 @@
 //! Placing, reading and cancelling orders, and the sweeper.
 //!
-//! Placement follows docs/design.md §2 step by step: look the user up, record the
-//! order `pending` together with the idempotency key, charge, settle. Each
-//! step is its own short transaction; what ties them together across
-//! crashes is the order row itself (still `pending`) and the key's lease.
+//! Placement follows docs/design.md §2 step by step: look the user up,
+//! record the order `pending` together with the idempotency key, charge,
+//! settle. Each step is its own short transaction; what ties them together
+//! across crashes is the order row itself (still `pending`) and the key's
+//! lease. The use cases decide every transition, the event it announces
+//! and the answer a key keeps; the store only writes them.
 
 use std::{sync::Arc, time::Duration};
 
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tracing::instrument;
+use twinshop_contracts::events::{Envelope, OrderCancelled, OrderConfirmed, OrderRejected};
 use twinshop_platform::{
-    idempotency::IdempotencyKey,
+    idempotency::{IdempotencyKey, Repeat},
     pagination::{Page, PageRequest},
 };
 use uuid::Uuid;
 
-use super::{
-    ports::{CancelError, CreateError, GatewayError, KeyRecord, OrderRepository, PaymentGateway, UserDirectory},
-    views,
-};
-use crate::domain::{ConsistencyMode, Order, OrderRequest, OrderStatus, Product, ShipTo, price};
+use super::ports::{CreateError, GatewayError, OrderRepository, PaymentGateway, Transition, UserDirectory};
+use crate::domain::{ConsistencyMode, NotCancellable, Order, OrderRequest, OrderStatus, Product, ShipTo, price};
 
 /// Placement tuning.
 #[derive(Debug, Clone, Copy)]
@@ -34,14 +36,35 @@ pub struct PlacementSettings {
     pub pending_grace: Duration,
 }
 
+/// The first answer to a placement, as its idempotency key keeps it: a
+/// typed value (the HTTP edge renders it, the same way on every replay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Placement {
+    /// 201 with the order as it was (confirmed, rejected, or pending in
+    /// `available` mode).
+    Created { order: Order },
+    /// 503 `payment_unavailable`: strict mode, the order is `failed`.
+    PaymentUnavailable { order: Order },
+}
+
+impl Placement {
+    /// The answer a placement gives for the order as it now is.
+    pub fn of(order: &Order) -> Self {
+        match order.status {
+            OrderStatus::Failed => Self::PaymentUnavailable { order: order.clone() },
+            _ => Self::Created { order: order.clone() },
+        }
+    }
+}
+
 /// A successful answer to a placement.
 #[derive(Debug, Clone)]
 pub enum Placed {
-    /// 201 with this order (confirmed, rejected, or pending in `available`
-    /// mode).
+    /// This request created (or finished) the order.
     Created(Order),
-    /// The stored first answer for this key: status and order snapshot.
-    Replayed { status: u16, snapshot: Value },
+    /// The stored first answer for this key.
+    Replayed(Placement),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +89,16 @@ pub enum PlaceError {
     Unexpected(#[from] anyhow::Error),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    NotCancellable(#[from] NotCancellable),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
 #[derive(Clone)]
 pub struct OrderService {
     repo: Arc<dyn OrderRepository>,
@@ -80,9 +113,29 @@ impl std::fmt::Debug for OrderService {
     }
 }
 
+/// Now, to the microsecond Postgres keeps (so an order written and read
+/// back compares equal).
 fn now_micros() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+}
+
+/// The event an order announces on reaching its state, if any.
+fn announcement(order: &Order) -> anyhow::Result<Option<Envelope<Value>>> {
+    let (order_id, user_id, total_cents) = (order.id, order.user_id, order.total_cents);
+    let event = match order.status {
+        OrderStatus::Confirmed => Envelope::new(OrderConfirmed { order_id, user_id, total_cents }).erase(),
+        OrderStatus::Rejected => Envelope::new(OrderRejected {
+            order_id,
+            user_id,
+            total_cents,
+            reason: order.rejection_reason.map_or("", |r| r.as_str()).to_owned(),
+        })
+        .erase(),
+        OrderStatus::Cancelled => Envelope::new(OrderCancelled { order_id, user_id, total_cents }).erase(),
+        OrderStatus::Pending | OrderStatus::Failed => return Ok(None),
+    };
+    event.map(Some).context("serialising the event")
 }
 
 impl OrderService {
@@ -108,11 +161,11 @@ impl OrderService {
         fingerprint: Value,
         request: OrderRequest,
     ) -> Result<Placed, PlaceError> {
-        // A key seen before decides first: replay, reuse or in use.
+        // A key seen before decides first: replay, reuse, in use, resume.
         if let Some(key) = &key
-            && let Some(record) = self.repo.find_key(user_id, key).await?
+            && let Some(found) = self.repo.find_key(user_id, key).await?
         {
-            return self.resume(user_id, key, &fingerprint, record).await;
+            return self.repeat(user_id, key, found.repeat(&fingerprint)).await;
         }
         let catalog = self.repo.catalog().await?;
         let (items, total_cents) = price(&request, &catalog).map_err(|e| match e {
@@ -138,17 +191,18 @@ impl OrderService {
             ship_to: ShipTo { name: recipient.name, address },
             rejection_reason: None,
             refund_status: None,
+            void_status: None,
             created_at: now,
             updated_at: now,
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        match self.repo.create_pending(&order, key.as_ref().map(|k| (k, &fingerprint)), self.settings.key_lease).await {
+        match self.repo.create(&order, key.as_ref().map(|k| (k, &fingerprint)), self.settings.key_lease).await {
             Ok(()) => {}
             Err(CreateError::KeyTaken) => {
                 // A concurrent request with the same key recorded its order first.
-                let key = key.as_ref().ok_or_else(|| anyhow::anyhow!("key conflict without a key"))?;
-                let record = self.repo.find_key(user_id, key).await?.ok_or_else(|| anyhow::anyhow!("key vanished"))?;
-                return self.resume(user_id, key, &fingerprint, record).await;
+                let key = key.as_ref().context("key conflict without a key")?;
+                let found = self.repo.find_key(user_id, key).await?.context("the key vanished")?;
+                return self.repeat(user_id, key, found.repeat(&fingerprint)).await;
             }
             Err(CreateError::Unexpected(e)) => return Err(e.into()),
         }
@@ -157,42 +211,63 @@ impl OrderService {
         self.charge_and_settle(order, key.as_ref()).await
     }
 
-    /// A request with a key seen before: replay, refuse, or take over.
-    async fn resume(
+    /// A request repeating a key: replay, refuse, or take over.
+    async fn repeat(
         &self,
         user_id: Uuid,
         key: &IdempotencyKey,
-        fingerprint: &Value,
-        record: KeyRecord,
+        repeat: Repeat<Placement>,
     ) -> Result<Placed, PlaceError> {
-        if record.fingerprint != *fingerprint {
-            return Err(PlaceError::KeyReused);
-        }
-        if let Some((status, snapshot)) = record.response {
-            return Ok(Placed::Replayed { status, snapshot });
-        }
-        if !record.lease_expired || !self.repo.take_over_key(user_id, key, self.settings.key_lease).await? {
+        let order_id = match repeat {
+            Repeat::Replay(answer) => return Ok(Placed::Replayed(answer)),
+            Repeat::Reused => return Err(PlaceError::KeyReused),
+            Repeat::InUse => return Err(PlaceError::KeyInUse),
+            Repeat::Abandoned { resource_id } => resource_id.context("a placement key without its order")?,
+        };
+        if !self.repo.take_over_key(user_id, key, self.settings.key_lease).await? {
             return Err(PlaceError::KeyInUse);
         }
         // The request that held the key died: carry on with the same order.
-        tracing::info!(order_id = %record.order_id, "taking over an abandoned placement");
-        let order =
-            self.repo.find(user_id, record.order_id).await?.ok_or_else(|| anyhow::anyhow!("keyed order vanished"))?;
+        tracing::info!(order_id = %order_id, "taking over an abandoned placement");
+        let order = self.repo.find(user_id, order_id).await?.context("the keyed order vanished")?;
         if order.status == OrderStatus::Pending {
             return self.charge_and_settle(order, Some(key)).await;
         }
-        self.repo.complete_key(&order, key).await?;
+        self.repo.answer_key(user_id, key, &Placement::of(&order)).await?;
         Ok(Placed::Created(order))
+    }
+
+    /// Moves `order` to `next` (announcing it, answering `key`), or returns
+    /// the order as someone else left it.
+    async fn write(&self, order: &Order, next: Order, key: Option<&IdempotencyKey>) -> anyhow::Result<Order> {
+        let answer = key.map(|k| (k, Placement::of(&next)));
+        let transition = Transition {
+            from: order.status,
+            next: &next,
+            event: announcement(&next)?,
+            answer: answer.as_ref().map(|(k, a)| (*k, a)),
+        };
+        match self.repo.transition(transition).await? {
+            None => Ok(next),
+            Some(current) => {
+                // Settled by someone else (the sweeper, a retry): the key's
+                // answer is the order as they left it.
+                if let Some(key) = key {
+                    self.repo.answer_key(current.user_id, key, &Placement::of(&current)).await?;
+                }
+                Ok(current)
+            }
+        }
     }
 
     async fn charge_and_settle(&self, order: Order, key: Option<&IdempotencyKey>) -> Result<Placed, PlaceError> {
         let settled = match self.payments.charge(order.id, order.user_id, order.total_cents).await {
-            Ok(outcome) => self.repo.settle(order.id, outcome, key).await?,
+            Ok(outcome) => self.write(&order, order.settle(outcome, now_micros()).context("settling")?, key).await?,
             Err(GatewayError::Unavailable(err)) => {
                 tracing::warn!(error = format!("{err:#}"), mode = ?self.settings.mode, "payment unavailable");
                 match self.settings.mode {
                     ConsistencyMode::Strict => {
-                        let order = self.repo.fail(order.id, key).await?;
+                        let order = self.write(&order, order.fail(now_micros()).context("failing")?, key).await?;
                         if order.status == OrderStatus::Failed {
                             return Err(PlaceError::PaymentUnavailable(Box::new(order)));
                         }
@@ -200,7 +275,7 @@ impl OrderService {
                     }
                     ConsistencyMode::Available => {
                         if let Some(key) = key {
-                            self.repo.complete_key(&order, key).await?;
+                            self.repo.answer_key(order.user_id, key, &Placement::of(&order)).await?;
                         }
                         order
                     }
@@ -222,10 +297,19 @@ impl OrderService {
         self.repo.list(user_id, page).await
     }
 
-    /// Cancels a confirmed order; the refund follows asynchronously.
+    /// Cancels a confirmed order; the refund follows asynchronously (the
+    /// payment area refunds on `order.cancelled`).
     #[instrument(name = "order.cancel", skip_all, fields(user_id = %user_id, order_id = %order_id))]
     pub async fn cancel(&self, user_id: Uuid, order_id: Uuid) -> Result<Order, CancelError> {
-        self.repo.cancel(user_id, order_id).await
+        let order = self.repo.find(user_id, order_id).await?.ok_or(CancelError::NotFound)?;
+        let Some(next) = order.cancel(now_micros())? else {
+            return Ok(order);
+        };
+        let current = self.write(&order, next, None).await?;
+        // Lost a race: cancelled meanwhile is the same answer; anything else
+        // cannot happen to a confirmed order, but is answered truthfully.
+        current.cancel(current.updated_at)?;
+        Ok(current)
     }
 
     /// The effect of `payment.refunded`.
@@ -243,7 +327,8 @@ impl OrderService {
         for order in self.repo.claim_stale_pending(self.settings.pending_grace, 20).await? {
             match self.payments.charge(order.id, order.user_id, order.total_cents).await {
                 Ok(outcome) => {
-                    let order = self.repo.settle(order.id, outcome, None).await?;
+                    let next = order.settle(outcome, now_micros()).context("settling")?;
+                    let order = self.write(&order, next, None).await?;
                     tracing::info!(order_id = %order.id, status = order.status.as_str(), "sweeper settled a pending order");
                     settled += 1;
                 }
@@ -262,10 +347,5 @@ impl OrderService {
         }
         tracing::Span::current().record("settled", settled).record("voided", voided);
         Ok((settled, voided))
-    }
-
-    /// Renders an order as the API shows it.
-    pub fn snapshot(order: &Order) -> Value {
-        views::order_json(order)
     }
 }

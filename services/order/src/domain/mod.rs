@@ -5,7 +5,7 @@ mod order;
 mod request;
 
 pub use order::{
-    ChargeOutcome, ConsistencyMode, NotCancellable, Order, OrderLine, OrderStatus, Product, RefundStatus,
-    RejectionReason, ShipTo, ShippingAddress,
+    ChargeOutcome, ConsistencyMode, NotCancellable, NotPending, Order, OrderLine, OrderStatus, Product, RefundStatus,
+    RejectionReason, ShipTo, ShippingAddress, VoidStatus,
 };
 pub use request::{ItemRequest, OrderRequest, OrderRequestError, price};

@@ -4,5 +4,5 @@
 mod ports;
 mod use_cases;
 
-pub use ports::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest};
+pub use ports::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest, TopUpWrite};
 pub use use_cases::{ChargeError, PaymentService, RefundError};

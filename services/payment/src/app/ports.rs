@@ -4,23 +4,31 @@
 //! `domain::charge` under a row lock on the wallet, so concurrent charges on
 //! one wallet serialise and can never overdraw it.
 
+use serde::{Deserialize, Serialize};
 use twinshop_platform::{
-    idempotency::IdempotencyKey,
+    idempotency::{IdempotencyKey, Repeat},
     pagination::{Page, PageRequest},
 };
 use uuid::Uuid;
 
 use crate::domain::{Amount, ChargeOutcome, LedgerEntry, RefundOutcome, Wallet};
 
-/// A top-up as stored (and replayed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A top-up's answer: also the typed outcome its idempotency key keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopUp {
     pub id: Uuid,
     pub amount_cents: i64,
+    /// The wallet's balance right after it.
     pub balance_cents: i64,
-    /// `true` when this is the stored answer to an earlier request with
-    /// the same key.
-    pub replayed: bool,
+}
+
+/// What the store did with a top-up request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopUpWrite {
+    /// Applied now (with its key's outcome, if any, in the same transaction).
+    Applied(TopUp),
+    /// Its key was used before; nothing was written.
+    Repeated(Repeat<TopUp>),
 }
 
 /// A top-up request with its optional idempotency key and the request
@@ -38,6 +46,9 @@ pub enum TopUpError {
     /// The key was used before with another request body.
     #[error("idempotency key reused with another request")]
     KeyReused,
+    /// Another request with the key is being applied right now.
+    #[error("idempotency key in use by a request in progress")]
+    KeyInUse,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -61,9 +72,10 @@ pub trait PaymentRepository: Send + Sync {
     /// The user's ledger, newest first.
     async fn ledger(&self, user_id: Uuid, page: PageRequest) -> anyhow::Result<Page<LedgerEntry>>;
 
-    /// Adds to the wallet and the ledger, or replays the earlier answer for
-    /// the same key and body. Errors: `KeyReused`.
-    async fn top_up(&self, request: &TopUpRequest) -> Result<TopUp, TopUpError>;
+    /// Adds to the wallet and the ledger with the key's outcome in one
+    /// transaction, or, when the key was used before, writes nothing and
+    /// says what the earlier use was.
+    async fn top_up(&self, request: &TopUpRequest) -> anyhow::Result<TopUpWrite>;
 
     /// Decides the order's charge once; afterwards replays it.
     async fn charge(&self, order_id: Uuid, user_id: Uuid, amount: Amount) -> anyhow::Result<ChargeResult>;

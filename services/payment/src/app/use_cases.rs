@@ -6,7 +6,9 @@ use tracing::instrument;
 use twinshop_platform::pagination::{Page, PageRequest};
 use uuid::Uuid;
 
-use super::ports::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest};
+use twinshop_platform::idempotency::Repeat;
+
+use super::ports::{ChargeResult, PaymentRepository, TopUp, TopUpError, TopUpRequest, TopUpWrite};
 use crate::domain::{Amount, ChargeOutcome, LedgerEntry, RefundOutcome, Wallet};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +54,22 @@ impl PaymentService {
     }
 
     #[instrument(name = "payment.top_up", skip_all, fields(user_id = %request.user_id, amount = request.amount.cents()))]
-    pub async fn top_up(&self, request: TopUpRequest) -> Result<TopUp, TopUpError> {
-        let top_up = self.repo.top_up(&request).await?;
-        tracing::info!(replayed = top_up.replayed, balance = top_up.balance_cents, "wallet topped up");
-        Ok(top_up)
+    /// Tops the wallet up. `(top_up, replayed)`: `replayed` when this is the
+    /// first answer to an earlier request with the same key and body.
+    pub async fn top_up(&self, request: TopUpRequest) -> Result<(TopUp, bool), TopUpError> {
+        let (top_up, replayed) = match self.repo.top_up(&request).await? {
+            TopUpWrite::Applied(top_up) => (top_up, false),
+            TopUpWrite::Repeated(Repeat::Replay(top_up)) => (top_up, true),
+            TopUpWrite::Repeated(Repeat::Reused) => return Err(TopUpError::KeyReused),
+            TopUpWrite::Repeated(Repeat::InUse) => return Err(TopUpError::KeyInUse),
+            // A top-up stores its outcome with its effect: a key without
+            // one was never applied, and nothing created is to be resumed.
+            TopUpWrite::Repeated(Repeat::Abandoned { .. }) => {
+                return Err(TopUpError::Unexpected(anyhow::anyhow!("a top-up key without an outcome")));
+            }
+        };
+        tracing::info!(replayed, balance = top_up.balance_cents, "wallet topped up");
+        Ok((top_up, replayed))
     }
 
     /// Charges the order once; a retry replays the first outcome.

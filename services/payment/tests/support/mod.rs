@@ -7,21 +7,17 @@
 
 #![allow(dead_code)]
 
-use std::{net::IpAddr, sync::Once, time::Duration};
+use std::{sync::Once, time::Duration};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use twinshop_client::{Client, Response};
 use twinshop_contracts::{payment::v1::payments_client::PaymentsClient, topology::Topology};
-use twinshop_payment::{
-    App,
-    config::{Config, PaymentConfig},
-    migrate,
-};
+use twinshop_payment::SERVICE;
 use twinshop_platform::{
-    config::{PlatformConfig, Secret},
-    http::auth::{Claims, ISSUER, JwtVerifierConfig},
+    host::{self, Env, Host},
+    http::auth::{Claims, ISSUER},
     shutdown::Shutdown,
     telemetry::{Telemetry, TelemetryConfig},
 };
@@ -40,7 +36,9 @@ pub struct TestApp {
     /// The public API through twinshop-client (raw requests and typed calls).
     pub client: Client,
     pub db: TestDb,
-    pub config: Config,
+    /// The environment the app was started with.
+    pub vars: Vec<(String, String)>,
+    pub namespace: String,
     pub shutdown: Shutdown,
     /// `None` once [`TestApp::halt`] has awaited it.
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -64,22 +62,29 @@ fn init_logs() {
     });
 }
 
-pub fn config(db_url: &str, namespace: &str) -> Config {
+/// The payment service's variables for a test: both ports on loopback,
+/// picked by the OS; its own database and broker namespace.
+pub fn vars(db_url: &str, namespace: &str) -> Vec<(String, String)> {
     let (_, public_key) = dev_keys();
-    Config {
-        payment: PaymentConfig {
-            bind_address: IpAddr::from([127, 0, 0, 1]),
-            http_port: 0,
-            internal_port: 0,
-            database_url: Secret::new(db_url.to_owned()),
-            db_max_connections: 10,
-            amqp_url: Secret::new(twinshop_testkit::amqp_url()),
-            request_timeout_ms: 10_000,
-            migrate_on_start: false,
-        },
-        jwt_verifier: JwtVerifierConfig { public_key },
-        platform: PlatformConfig { shutdown_timeout: 5, events_namespace: namespace.to_owned() },
-        telemetry: TelemetryConfig::default(),
+    [
+        ("PAYMENT_BIND_ADDRESS", "127.0.0.1".to_owned()),
+        ("PAYMENT_HTTP_PORT", "0".to_owned()),
+        ("PAYMENT_INTERNAL_PORT", "0".to_owned()),
+        ("PAYMENT_DATABASE_URL", db_url.to_owned()),
+        ("PAYMENT_AMQP_URL", twinshop_testkit::amqp_url()),
+        ("JWT_PUBLIC_KEY", public_key),
+        ("SHUTDOWN_TIMEOUT", "5".to_owned()),
+        ("EVENTS_NAMESPACE", namespace.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Replaces one variable.
+fn set(vars: &mut [(String, String)], name: &str, value: String) {
+    if let Some(var) = vars.iter_mut().find(|(k, _)| k == name) {
+        var.1 = value;
     }
 }
 
@@ -98,21 +103,23 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(outage: Outage) -> TestApp {
     init_logs();
     let db = TestDb::create("payment").await;
-    let mut config = config(&db.url, &unique_name("t"));
-    migrate(&config).await.expect("migrations apply and the topology is declared");
+    let namespace = unique_name("t");
+    let mut vars = vars(&db.url, &namespace);
+    let env = Env::load(&SERVICE, vars.clone()).expect("valid variables");
+    host::migrate(&SERVICE, &env).await.expect("migrations apply and the topology is declared");
     if outage.database {
-        config.payment.database_url = Secret::new(format!("postgres://postgres@127.0.0.1:{}/x", dead_port()));
+        set(&mut vars, "PAYMENT_DATABASE_URL", format!("postgres://postgres@127.0.0.1:{}/x", dead_port()));
     }
     if outage.rabbitmq {
-        config.payment.amqp_url = Secret::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port()));
+        set(&mut vars, "PAYMENT_AMQP_URL", format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port()));
     }
     let shutdown = Shutdown::new();
-    let app = App::build(&config, shutdown.clone()).await.expect("app builds");
+    let app = Host::start(&SERVICE, vars.clone(), shutdown.clone()).await.expect("app builds");
     let public = format!("http://{}", app.public_addr());
     let internal = format!("http://{}", app.internal_addr());
     let task = Some(tokio::spawn(app.run()));
     let client = Client::builder().timeout(Duration::from_secs(10)).build(&public).expect("client");
-    TestApp { public, internal, client, db, config, shutdown, task }
+    TestApp { public, internal, client, db, vars, namespace, shutdown, task }
 }
 
 fn now() -> u64 {
@@ -139,7 +146,7 @@ pub fn new_user() -> TestUser {
 
 impl TestApp {
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.config.platform.events_namespace)
+        Topology::new(&self.namespace)
     }
 
     /// A gRPC client of `twinshop.payment.v1.Payments` on the internal port.
@@ -254,7 +261,7 @@ impl TestApp {
     pub async fn halt(&mut self) {
         self.shutdown.trigger();
         if let Some(task) = self.task.take() {
-            let limit = self.config.platform.shutdown_timeout() + STOP_MARGIN;
+            let limit = Duration::from_secs(5) + STOP_MARGIN;
             let stopped = tokio::time::timeout(limit, task).await;
             assert!(stopped.is_ok(), "the app did not stop within {limit:?}");
         }

@@ -4,24 +4,18 @@
 
 #![allow(dead_code)]
 
-use std::{net::IpAddr, sync::Once, time::Duration};
+use std::{sync::Once, time::Duration};
 
 use serde_json::{Value, json};
 use twinshop_client::{Client, Response};
 use twinshop_contracts::topology::Topology;
 use twinshop_platform::{
-    config::{PlatformConfig, Secret},
-    http::auth::JwtVerifierConfig,
+    host::{self, Env, Host},
     shutdown::Shutdown,
     telemetry::{Telemetry, TelemetryConfig},
 };
 use twinshop_testkit::{TestDb, dead_port, dev_keys, unique_name};
-use twinshop_user::{
-    App,
-    app::tokens::JwtIssuerConfig,
-    config::{Config, UserConfig},
-    migrate,
-};
+use twinshop_user::SERVICE;
 
 /// Which backing service to make unreachable for this app.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,7 +33,9 @@ pub struct TestApp {
     /// The public API through twinshop-client (raw requests and typed calls).
     pub client: Client,
     pub db: TestDb,
-    pub config: Config,
+    /// The environment the app was started with.
+    pub vars: Vec<(String, String)>,
+    pub namespace: String,
     pub shutdown: Shutdown,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -55,27 +51,39 @@ fn init_logs() {
     });
 }
 
-pub fn config(db_url: &str, namespace: &str) -> Config {
+/// The user service's variables for a test: both ports on loopback, picked
+/// by the OS; its own database and broker namespace.
+pub fn vars(db_url: &str, namespace: &str) -> Vec<(String, String)> {
     let (private_key, public_key) = dev_keys();
-    Config {
-        user: UserConfig {
-            bind_address: IpAddr::from([127, 0, 0, 1]),
-            http_port: 0,
-            internal_port: 0,
-            database_url: Secret::new(db_url.to_owned()),
-            db_max_connections: 5,
-            redis_url: Secret::new(twinshop_testkit::redis_url()),
-            amqp_url: Secret::new(twinshop_testkit::amqp_url()),
-            cache_ttl_secs: 60,
-            hash_concurrency: 2,
-            request_timeout_ms: 10_000,
-            migrate_on_start: false,
-        },
-        jwt_issuer: JwtIssuerConfig { private_key: Secret::new(private_key), ttl_secs: 3600 },
-        jwt_verifier: JwtVerifierConfig { public_key },
-        platform: PlatformConfig { shutdown_timeout: 5, events_namespace: namespace.to_owned() },
-        telemetry: TelemetryConfig::default(),
+    [
+        ("USER_BIND_ADDRESS", "127.0.0.1".to_owned()),
+        ("USER_HTTP_PORT", "0".to_owned()),
+        ("USER_INTERNAL_PORT", "0".to_owned()),
+        ("USER_DATABASE_URL", db_url.to_owned()),
+        ("USER_DB_MAX_CONNECTIONS", "5".to_owned()),
+        ("USER_REDIS_URL", twinshop_testkit::redis_url()),
+        ("USER_AMQP_URL", twinshop_testkit::amqp_url()),
+        ("USER_HASH_CONCURRENCY", "2".to_owned()),
+        ("JWT_PRIVATE_KEY", private_key),
+        ("JWT_PUBLIC_KEY", public_key),
+        ("SHUTDOWN_TIMEOUT", "5".to_owned()),
+        ("EVENTS_NAMESPACE", namespace.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Replaces one variable.
+fn set(vars: &mut [(String, String)], name: &str, value: String) {
+    if let Some(var) = vars.iter_mut().find(|(k, _)| k == name) {
+        var.1 = value;
     }
+}
+
+/// Runs the `migrate` admin step with these variables.
+pub async fn migrate(vars: &[(String, String)]) -> anyhow::Result<()> {
+    host::migrate(&SERVICE, &Env::load(&SERVICE, vars.to_vec())?).await
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -85,31 +93,32 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(outage: Outage) -> TestApp {
     init_logs();
     let db = TestDb::create("user").await;
-    let mut config = config(&db.url, &unique_name("t"));
+    let namespace = unique_name("t");
+    let mut vars = vars(&db.url, &namespace);
     if !outage.unmigrated {
-        migrate(&config).await.expect("migrations apply");
+        migrate(&vars).await.expect("migrations apply");
     }
     if outage.database {
-        config.user.database_url = Secret::new(format!("postgres://postgres@127.0.0.1:{}/x", dead_port()));
+        set(&mut vars, "USER_DATABASE_URL", format!("postgres://postgres@127.0.0.1:{}/x", dead_port()));
     }
     if outage.redis {
-        config.user.redis_url = Secret::new(format!("redis://127.0.0.1:{}", dead_port()));
+        set(&mut vars, "USER_REDIS_URL", format!("redis://127.0.0.1:{}", dead_port()));
     }
     if outage.rabbitmq {
-        config.user.amqp_url = Secret::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port()));
+        set(&mut vars, "USER_AMQP_URL", format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port()));
     }
     let shutdown = Shutdown::new();
-    let app = App::build(&config, shutdown.clone()).await.expect("app builds");
+    let app = Host::start(&SERVICE, vars.clone(), shutdown.clone()).await.expect("app builds");
     let public = format!("http://{}", app.public_addr());
     let internal = format!("http://{}", app.internal_addr());
     let task = tokio::spawn(app.run());
     let client = Client::builder().timeout(Duration::from_secs(10)).build(&public).expect("client");
-    TestApp { public, internal, client, db, config, shutdown, task }
+    TestApp { public, internal, client, db, vars, namespace, shutdown, task }
 }
 
 impl TestApp {
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.config.platform.events_namespace)
+        Topology::new(&self.namespace)
     }
 
     /// The same client, bound to the internal port.

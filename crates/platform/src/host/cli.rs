@@ -1,0 +1,57 @@
+//! `main` of every twinshop binary: the subcommands (serve, `migrate`,
+//! `healthcheck`), configuration before anything else (exit 64 on a bad
+//! variable), telemetry set up first and flushed last, the drain on
+//! SIGTERM/SIGINT, and the exit code.
+
+use std::process::ExitCode;
+
+use clap::{Command as ClapCommand, FromArgMatches as _, Subcommand as _};
+
+use super::{Env, Host, Process, migrate, server::prepare};
+use crate::{
+    cli::{self, Command},
+    config,
+    shutdown::Shutdown,
+};
+
+/// Runs `process` as a program: parses the command line, then serves,
+/// migrates or checks health. What each binary's `main` calls.
+pub fn main(process: &'static Process) -> ExitCode {
+    let matches = Command::augment_subcommands(
+        ClapCommand::new(process.binary).about(process.about).version(env!("CARGO_PKG_VERSION")),
+    )
+    .get_matches();
+    let command = Command::from_arg_matches(&matches).ok().unwrap_or(Command::Serve);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("cannot start the async runtime: {err}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(process, command))
+}
+
+async fn run(process: &'static Process, command: Command) -> ExitCode {
+    if command == Command::Healthcheck {
+        return cli::healthcheck(process.prefix, process.internal_port).await;
+    }
+    let env = Env::load(process, std::env::vars()).unwrap_or_else(|err| config::exit_with(&err));
+    let prepared = prepare(process, &env).unwrap_or_else(|err| config::exit_with(&err));
+    let telemetry = env.telemetry.clone();
+    cli::run(process.service, &telemetry, async move {
+        match command {
+            Command::Migrate => migrate(process, &env).await,
+            Command::Serve | Command::Healthcheck => {
+                let shutdown = Shutdown::new();
+                let host = Host::build(process, env, prepared, shutdown.clone()).await?;
+                cli::trigger_on_signal(shutdown);
+                host.run().await
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,162 @@
+//! What every hosted process reads, declared once: its ports, its
+//! database, its request timeout, and (for the network transport) its
+//! broker and peers. An area's own settings are read by the area through
+//! [`Env`], with the same prefix.
+//!
+//! | variable (after the prefix, e.g. `ORDER_`) | default | meaning |
+//! |---|---|---|
+//! | `BIND_ADDRESS` | `0.0.0.0` | address both ports bind to |
+//! | `HTTP_PORT` | per binary | public API |
+//! | `INTERNAL_PORT` | per binary | internal contracts, `/livez` `/readyz` `/metrics` |
+//! | `DATABASE_URL` | required | Postgres URL (secret); several areas in one process get a schema each |
+//! | `DB_MAX_CONNECTIONS` | per binary | pool size of each area |
+//! | `REQUEST_TIMEOUT_MS` | `10000` | per-request timeout of both ports |
+//! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
+//! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
+//! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address |
+
+use std::{net::IpAddr, time::Duration};
+
+use serde::{Deserialize, de::DeserializeOwned};
+
+use super::Process;
+use crate::{
+    config::{self, ConfigError, PlatformConfig, Secret, Variable},
+    http::auth::JwtVerifierConfig,
+    telemetry::TelemetryConfig,
+};
+
+/// The settings every hosted process has, read with its prefix.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProcessConfig {
+    #[serde(default = "default_bind")]
+    pub bind_address: IpAddr,
+    /// `None`: the binary's default.
+    pub http_port: Option<u16>,
+    /// `None`: the binary's default.
+    pub internal_port: Option<u16>,
+    pub database_url: Secret<String>,
+    /// `None`: the binary's default.
+    pub db_max_connections: Option<u32>,
+    #[serde(default = "default_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(default)]
+    pub migrate_on_start: bool,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+fn default_timeout() -> u64 {
+    10_000
+}
+
+/// What only the network transport needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkConfig {
+    pub amqp_url: Secret<String>,
+}
+
+/// The environment of one process: the variables it was started with, read
+/// under its prefix. Everything is parsed once, before any port is bound.
+#[derive(Debug, Clone)]
+pub struct Env {
+    vars: Vec<(String, String)>,
+    prefix: &'static str,
+    pub process: ProcessConfig,
+    pub platform: PlatformConfig,
+    pub telemetry: TelemetryConfig,
+    pub jwt: JwtVerifierConfig,
+    /// `Some` in the network transport.
+    pub network: Option<NetworkConfig>,
+}
+
+impl Env {
+    /// Reads the common settings of `process` from `vars`.
+    pub fn load(process: &Process, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let common = config::from_vars(process.prefix, vars.clone())?;
+        let network = match process.transport {
+            super::Transport::Network => Some(config::from_vars(process.prefix, vars.clone())?),
+            super::Transport::InProcess => None,
+        };
+        Ok(Self {
+            process: common,
+            platform: config::from_vars("", vars.clone())?,
+            telemetry: config::from_vars("OTEL_", vars.clone())?,
+            jwt: config::from_vars("JWT_", vars.clone())?,
+            network,
+            prefix: process.prefix,
+            vars,
+        })
+    }
+
+    /// The process's prefix, e.g. `ORDER_`.
+    pub fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
+    /// Reads `T` under the process's prefix (an area's own settings).
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        config::from_vars(self.prefix, self.vars.clone())
+    }
+
+    /// Reads `T` under another prefix (settings shared across processes,
+    /// such as `JWT_`).
+    pub fn read_prefixed<T: DeserializeOwned>(&self, prefix: &str) -> Result<T, ConfigError> {
+        config::from_vars(prefix, self.vars.clone())
+    }
+
+    /// `(public, internal)`: the ports configured, or `process`'s defaults.
+    pub fn ports(&self, process: &Process) -> (u16, u16) {
+        (
+            self.process.http_port.unwrap_or(process.http_port),
+            self.process.internal_port.unwrap_or(process.internal_port),
+        )
+    }
+
+    /// The per-request timeout of both ports.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.process.request_timeout_ms)
+    }
+
+    /// A peer's address: `{prefix}{variable}`.
+    pub(crate) fn address(&self, variable: &str) -> Result<String, ConfigError> {
+        let name = format!("{}{variable}", self.prefix);
+        self.vars
+            .iter()
+            .find(|(k, v)| k == &name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .ok_or(ConfigError { variable: name, problem: "is required but not set".into() })
+    }
+}
+
+/// Every variable `process` reads, derived from the structs above, the
+/// areas' own settings and the links they need (deployment tests hold the
+/// compose files and manifests to this list).
+pub fn variables(process: &Process) -> Result<Vec<Variable>, String> {
+    let mut parts = vec![
+        config::variables::<ProcessConfig>(process.prefix)?,
+        config::variables::<JwtVerifierConfig>("JWT_")?,
+        config::shared_variables()?,
+    ];
+    if process.transport == super::Transport::Network {
+        parts.push(config::variables::<NetworkConfig>(process.prefix)?);
+    }
+    for area in process.areas {
+        parts.push(area.variables(process.prefix)?);
+        if process.transport == super::Transport::Network {
+            parts.push(
+                area.needs()
+                    .iter()
+                    .map(|link| Variable {
+                        name: format!("{}{}", process.prefix, link.address_variable),
+                        required: true,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(config::merge_variables(parts))
+}
