@@ -15,20 +15,16 @@
 //! on its way to the replica and it can be stopped without failing a request.
 //!
 //! Internal balancers: when user or payment run several replicas, the order
-//! service reaches them through the same nginx (an HTTP upstream for the
-//! user lookup, a `grpc_pass` one for payment), appended to the rendered
-//! file, so taking a replica out removes it there too.
-//!
-//! The prefix directory is world-traversable and the temp folders belong to
-//! the worker user: with a 0700 prefix, bodies between 16 and 64 KiB (which
-//! nginx buffers to disk) failed with a 500 because the worker (`nobody`)
-//! could not reach its `client_body` folder.
+//! service reaches them through a second nginx (an HTTP upstream for the
+//! user lookup, a `grpc_pass` one for payment), as kube-proxy serves a
+//! Service; taking a replica out removes it there too. It is a process of
+//! its own (`balancer`), so a lab that kills the edge does not also cut
+//! order from payment.
 
 use std::{
     collections::BTreeMap,
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -36,9 +32,10 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     events::{EventKind, Events},
     logs::LogTarget,
+    nginx::{Files, Nginx},
     plan::{Build, ProcessId, Service},
-    processes::{ProcessSpec, Readiness, Signal, children, is_alive, signal},
-    supervisor::{RestartPolicy, Supervisor},
+    processes::Readiness,
+    supervisor::RestartPolicy,
 };
 
 /// One replica as the edge sees it.
@@ -126,17 +123,30 @@ pub fn render(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, 
         ("ORDER_UPSTREAM", order),
         ("EDGE_PREFIX", prefix.display().to_string()),
     ];
-    let mut twinshop = substitute(&read("twinshop.conf.template")?, &vars);
+    Ok((substitute(&read("twinshop.conf.template")?, &vars), substitute(&read("nginx-local.conf.template")?, &vars)))
+}
+
+/// The internal balancer's `nginx.conf`: one upstream and server per balanced service.
+pub fn render_internal(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, Member>) -> String {
+    let p = prefix.display();
+    let mut conf = format!(
+        "# The launcher's internal balancer: order reaches several user or payment replicas here.\n\
+         pid {p}/nginx.pid;\nerror_log stderr warn;\nworker_processes 1;\n\n\
+         events {{\n    worker_connections 1024;\n}}\n\n\
+         http {{\n    access_log off;\n    client_body_temp_path {p}/client_body;\n    proxy_temp_path {p}/proxy;\n\
+         \x20   fastcgi_temp_path {p}/fastcgi;\n    uwsgi_temp_path {p}/uwsgi;\n    scgi_temp_path {p}/scgi;\n"
+    );
     for balancer in &config.internal {
-        twinshop.push_str(&internal_block(balancer, &upstream_value(&servers(members, balancer.service, true))));
+        conf.push_str(&internal_block(balancer, &upstream_value(&servers(members, balancer.service, true))));
     }
-    Ok((twinshop, substitute(&read("nginx-local.conf.template")?, &vars)))
+    conf.push_str("}\n");
+    conf
 }
 
 fn internal_block(b: &InternalBalancer, servers: &str) -> String {
     let name = format!("twinshop_internal_{}", b.service.name());
     let (listen, location) = if b.service == Service::Payment {
-        ("http2", format!("grpc_pass grpc://{name};\n        grpc_read_timeout 30s;"))
+        ("http2", format!("grpc_pass grpc://{name};\n            grpc_read_timeout 30s;"))
     } else {
         (
             "",
@@ -146,33 +156,28 @@ fn internal_block(b: &InternalBalancer, servers: &str) -> String {
         )
     };
     format!(
-        "\n# Added by the launcher: the {svc} service's internal port behind one address\n\
-         upstream {name} {{\n    server {servers};\n    keepalive 64;\n}}\n\n\
-         server {{\n    listen 127.0.0.1:{port} {listen};\n    location / {{\n        {location}\n    }}\n}}\n",
+        "\n    # the {svc} service's internal port behind one address\n\
+         \x20   upstream {name} {{\n        server {servers};\n        keepalive 64;\n    }}\n\n\
+         \x20   server {{\n        listen 127.0.0.1:{port} {listen};\n        location / {{\n            {location}\n        }}\n    }}\n",
         svc = b.service.name(),
         port = b.port,
+        servers = servers.replace("\n    server ", "\n        server "),
     )
 }
 
-/// A running edge.
+/// The running edge, and the internal balancer when there is one.
 #[derive(Debug)]
 pub struct Edge {
     config: EdgeConfig,
-    prefix: PathBuf,
-    nginx: PathBuf,
     members: tokio::sync::Mutex<BTreeMap<ProcessId, Member>>,
-    supervisor: Supervisor,
+    public: Nginx,
+    internal: Option<Nginx>,
     events: Events,
 }
 
-fn nobody_uid() -> Option<u32> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find(|l| l.starts_with("nobody:"))?.split(':').nth(2)?.parse().ok()
-}
-
 impl Edge {
-    /// Renders the configuration into a fresh prefix, starts nginx and
-    /// waits until it answers.
+    /// Renders the configuration, starts nginx (and the internal balancer
+    /// when `config.internal` is not empty) and waits until they answer.
     pub async fn start(
         config: EdgeConfig,
         members: BTreeMap<ProcessId, Member>,
@@ -181,57 +186,32 @@ impl Edge {
         restart: RestartPolicy,
         within: Duration,
     ) -> Result<Self> {
-        let nginx = crate::prereq::nginx().context("nginx (the edge) is missing: apt-get install -y nginx")?;
-        let prefix =
-            std::env::temp_dir().join(format!("twinshop-edge-l{}-{:08x}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&prefix).with_context(|| format!("creating {}", prefix.display()))?;
-        std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).context("opening the edge prefix")?;
-        let worker = rustix::process::geteuid().is_root().then(nobody_uid).flatten();
-        for dir in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-            let path = prefix.join(dir);
-            std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-            if let Some(uid) = worker {
-                std::os::unix::fs::chown(&path, Some(uid), None)
-                    .with_context(|| format!("chown {}", path.display()))?;
+        let internal = match config.internal.first() {
+            Some(first) => {
+                let render = |prefix: &Path| -> Result<Files> {
+                    Ok(vec![("nginx.conf", render_internal(&config, prefix, &members))])
+                };
+                let ready = Readiness::Tcp(format!("127.0.0.1:{}", first.port));
+                let (events, logs) = (events.clone(), logs.clone());
+                Some(Nginx::start("balancer", render, ready, events, logs, restart, within).await?)
             }
-        }
-        let written = match Self::write(&config, &prefix, &members) {
-            Ok(()) => validate(&nginx, &prefix).await,
-            Err(e) => Err(e),
+            None => None,
         };
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&prefix);
-            return Err(e);
-        }
-        let conf = prefix.join("nginx.conf").display().to_string();
-        let spec = ProcessSpec {
-            stop_signal: Signal::QUIT,
-            ready: Readiness::HttpAnswers(format!("http://127.0.0.1:{}/", config.port)),
-            ..ProcessSpec::new("edge", &nginx).args([
-                "-p",
-                &prefix.display().to_string(),
-                "-c",
-                &conf,
-                "-e",
-                "stderr",
-                "-g",
-                "daemon off;",
-            ])
+        let render = |prefix: &Path| -> Result<Files> {
+            let (twinshop, main) = render(&config, prefix, &members)?;
+            Ok(vec![("twinshop.conf", twinshop), ("nginx.conf", main)])
         };
-        let supervisor = Supervisor::start(spec, restart, events.clone(), logs);
-        let edge = Self { config, prefix, nginx, members: tokio::sync::Mutex::new(members), supervisor, events };
-        if let Err(e) = edge.supervisor.wait_ready(within).await {
-            let _ = edge.stop(Duration::from_secs(2)).await;
-            return Err(e);
-        }
-        Ok(edge)
-    }
-
-    fn write(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, Member>) -> Result<()> {
-        let (twinshop, nginx) = render(config, prefix, members)?;
-        std::fs::write(prefix.join("twinshop.conf"), twinshop).context("writing twinshop.conf")?;
-        std::fs::write(prefix.join("nginx.conf"), nginx).context("writing nginx.conf")?;
-        Ok(())
+        let ready = Readiness::HttpAnswers(format!("http://127.0.0.1:{}/", config.port));
+        let public = match Nginx::start("edge", render, ready, events.clone(), logs, restart, within).await {
+            Ok(public) => public,
+            Err(e) => {
+                if let Some(internal) = internal {
+                    let _ = internal.stop(Duration::from_secs(2)).await;
+                }
+                return Err(e);
+            }
+        };
+        Ok(Self { config, members: tokio::sync::Mutex::new(members), public, internal, events })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -244,17 +224,27 @@ impl Edge {
         self.config.port
     }
 
-    /// The prefix directory (rendered configuration, temp folders).
+    /// The edge's prefix directory (rendered configuration, temp folders).
     pub fn prefix(&self) -> &Path {
-        &self.prefix
+        self.public.prefix()
     }
 
-    /// The nginx master's supervisor.
-    pub fn supervisor(&self) -> &Supervisor {
-        &self.supervisor
+    /// The edge's nginx.
+    pub fn nginx(&self) -> &Nginx {
+        &self.public
     }
 
-    /// The replicas in the upstreams now.
+    /// The internal balancer's nginx, when user or payment have several replicas.
+    pub fn balancer(&self) -> Option<&Nginx> {
+        self.internal.as_ref()
+    }
+
+    /// The edge's nginx master's supervisor.
+    pub fn supervisor(&self) -> &crate::supervisor::Supervisor {
+        self.public.supervisor()
+    }
+
+    /// The replicas and whether each is in the upstreams now.
     pub async fn members(&self) -> BTreeMap<ProcessId, Member> {
         self.members.lock().await.clone()
     }
@@ -265,104 +255,49 @@ impl Edge {
         let mut members = self.members.lock().await;
         let Some(member) = members.get_mut(&id) else { bail!("{id} is not behind the edge") };
         member.in_edge = in_edge;
-        let drained = self.reload_locked(&members).await?;
+        let (twinshop, main) = render(&self.config, self.public.prefix(), &members)?;
+        let files = vec![("twinshop.conf", twinshop), ("nginx.conf", main)];
+        let public = self.public.reload(&files);
+        let internal = async {
+            match &self.internal {
+                Some(nginx) if self.config.internal.iter().any(|b| b.service == id.service) => {
+                    nginx.reload(&vec![("nginx.conf", render_internal(&self.config, nginx.prefix(), &members))]).await
+                }
+                _ => Ok(Duration::ZERO),
+            }
+        };
+        let (public, internal) = tokio::join!(public, internal);
+        let drained = public?.max(internal?);
         self.events.emit(&id.to_string(), if in_edge { EventKind::IntoEdge } else { EventKind::OutOfEdge });
         Ok(drained)
     }
 
-    /// Changes a member's addresses (a replacement elsewhere) without reloading.
-    pub async fn set_addresses(&self, id: ProcessId, public: String, internal: String) {
-        if let Some(m) = self.members.lock().await.get_mut(&id) {
-            m.public = public;
-            m.internal = internal;
-        }
-    }
-
-    async fn reload_locked(&self, members: &BTreeMap<ProcessId, Member>) -> Result<Duration> {
-        Self::write(&self.config, &self.prefix, members)?;
-        validate(&self.nginx, &self.prefix).await?;
-        let master = self.supervisor.pid().context("the edge is not running")?;
-        let old = children(master);
-        signal(master, Signal::HUP).context("signalling nginx to reload")?;
-        let started = Instant::now();
-        // New workers first, then the old ones leave once their requests are done.
-        while old.iter().any(|&pid| is_alive(pid)) {
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("nginx's old workers still run 60 s after the reload");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let drained = started.elapsed();
-        self.events.emit("edge", EventKind::EdgeReloaded { drained_in: drained });
-        Ok(drained)
-    }
-
-    /// SIGKILL to the master *and* its workers (a killed container takes
-    /// its whole process tree; orphaned workers would keep the port).
+    /// SIGKILL to the edge's master and workers (the balancer stays).
     pub async fn kill(&self) -> Result<()> {
-        if let Some(master) = self.supervisor.pid() {
-            for worker in children(master) {
-                let _ = signal(worker, Signal::KILL);
-            }
-        }
-        self.supervisor.kill().await
+        self.public.kill().await
     }
 
-    /// Graceful stop (SIGQUIT: workers finish their requests), then the prefix is removed.
+    /// Graceful stop of the edge and the balancer; their prefixes are removed.
     pub async fn stop(&self, grace: Duration) -> Result<()> {
-        let workers = self.supervisor.pid().map(children).unwrap_or_default();
-        self.supervisor.stop(grace).await?;
-        for worker in workers {
-            let _ = signal(worker, Signal::KILL);
-        }
-        let _ = std::fs::remove_dir_all(&self.prefix);
-        Ok(())
-    }
-}
-
-async fn validate(nginx: &Path, prefix: &Path) -> Result<()> {
-    let conf = prefix.join("nginx.conf");
-    let out = tokio::process::Command::new(nginx)
-        .args(["-t", "-q", "-e", "stderr", "-p"])
-        .arg(prefix)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .await
-        .context("running nginx -t")?;
-    if !out.status.success() {
-        bail!("the rendered edge configuration is invalid: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
-
-/// Kills the nginx of edges whose launcher is gone and removes their prefixes.
-pub fn remove_leftovers() -> usize {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("twinshop-edge-l")
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(p, _)| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let master = std::fs::read_to_string(entry.path().join("nginx.pid")).ok().and_then(|p| p.trim().parse().ok());
-        if let Some(master) = master.filter(|&m| is_alive(m)) {
-            for worker in children(master) {
-                let _ = signal(worker, Signal::KILL);
+        let internal = async {
+            match &self.internal {
+                Some(nginx) => nginx.stop(grace).await,
+                None => Ok(()),
             }
-            let _ = signal(master, Signal::KILL);
-        }
-        let _ = std::fs::remove_dir_all(entry.path());
-        removed += 1;
+        };
+        let (public, internal) = tokio::join!(self.public.stop(grace), internal);
+        public.and(internal)
     }
-    removed
+
+    /// Pids of every nginx process (both instances, workers included).
+    pub fn pids(&self) -> Vec<u32> {
+        self.public.pids().into_iter().chain(self.internal.iter().flat_map(Nginx::pids)).collect()
+    }
+
+    /// Prefix directories of both instances.
+    pub fn prefixes(&self) -> Vec<PathBuf> {
+        [Some(&self.public), self.internal.as_ref()].into_iter().flatten().map(|n| n.prefix().to_path_buf()).collect()
+    }
 }
 
 #[cfg(test)]

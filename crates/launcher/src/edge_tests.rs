@@ -51,8 +51,12 @@ fn internal_balancers_use_grpc_for_payment_and_http_for_user() {
         InternalBalancer { service: Service::Payment, port: 20001 },
         InternalBalancer { service: Service::User, port: 20002 },
     ];
-    let (conf, _) = render(&config(Build::Microservices, internal), Path::new("/p"), &members).expect("render");
-    assert!(conf.contains("server 10.88.1.3:12;\n    server 10.88.1.4:12;"), "{conf}");
+    let config = config(Build::Microservices, internal);
+    let (public, _) = render(&config, Path::new("/p"), &members).expect("render");
+    assert!(!public.contains("twinshop_internal"), "the edge itself routes public paths only");
+    let conf = render_internal(&config, Path::new("/b"), &members);
+    assert!(conf.contains("server 10.88.1.3:12;\n        server 10.88.1.4:12;"), "{conf}");
+    assert!(conf.contains("pid /b/nginx.pid;") && conf.contains("client_body_temp_path /b/client_body;"));
     assert!(conf.contains("listen 127.0.0.1:20001 http2;"));
     assert!(conf.contains("grpc_pass grpc://twinshop_internal_payment;"));
     assert!(conf.contains("proxy_pass http://twinshop_internal_user;"));

@@ -60,7 +60,8 @@
 //! - [`supervisor`]: one task per process: restart policy, exit reasons, control.
 //! - [`cgroups`]: memory and CPU limits, cgroup v1 or v2, OOM detection.
 //! - [`netns`]: a bridge, one network namespace per process, cuts between two.
-//! - [`edge`]: the nginx edge: upstreams with replicas, reloads that wait for in-flight requests.
+//! - [`edge`]: the edge's routes and upstreams with replicas, and the internal balancer's.
+//! - [`nginx`]: one nginx instance: prefix, reloads that wait for in-flight requests, kill.
 //! - [`readiness`]: waiting for `/readyz` and for the edge.
 //! - [`prereq`]: finding (and, for the binary, installing) nginx and iptables.
 //! - [`system`]: the running system and its run-time control.
@@ -75,6 +76,7 @@ pub mod edge;
 pub mod events;
 pub mod logs;
 pub mod netns;
+pub mod nginx;
 pub mod plan;
 pub mod ports;
 pub mod prereq;

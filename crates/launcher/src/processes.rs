@@ -27,6 +27,8 @@ pub enum Readiness {
     HttpOk(String),
     /// When a GET of the URL gets any HTTP answer (the edge).
     HttpAnswers(String),
+    /// When a TCP connection to `host:port` is accepted.
+    Tcp(String),
 }
 
 /// How to start one process.

@@ -27,6 +27,11 @@ pub async fn status(url: &str) -> Option<u16> {
     client().get(url).send().await.ok().map(|r| r.status().as_u16())
 }
 
+/// Whether a TCP connection to `addr` (`host:port`) is accepted within 500 ms.
+pub async fn accepts(addr: &str) -> bool {
+    matches!(tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+}
+
 /// Whether a GET of `url` answers 200.
 pub async fn is_ok(url: &str) -> bool {
     status(url).await == Some(200)

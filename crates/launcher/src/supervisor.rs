@@ -225,6 +225,7 @@ async fn ready_when(ready: Readiness) {
             Readiness::Spawned => true,
             Readiness::HttpOk(url) => crate::readiness::is_ok(url).await,
             Readiness::HttpAnswers(url) => crate::readiness::status(url).await.is_some(),
+            Readiness::Tcp(addr) => crate::readiness::accepts(addr).await,
         };
         if ok {
             return;

@@ -182,7 +182,7 @@ impl System {
                 bail!("{} is missing: build the binaries first (cargo build --bins)", bin.display());
             }
         }
-        crate::edge::remove_leftovers();
+        crate::nginx::remove_leftovers();
         if let Ok(dropped) = databases::drop_leftovers(&plan.backing).await
             && !dropped.is_empty()
         {
@@ -477,15 +477,12 @@ impl Drop for System {
         // Kill what runs now (the supervisors would too, but only once
         // their tasks notice), nginx's workers included.
         let mut pids: Vec<u32> = self.procs.values().filter_map(|p| p.sup.as_ref()?.pid()).collect();
-        if let Some(master) = self.edge.as_ref().and_then(|e| e.supervisor().pid()) {
-            pids.extend(crate::processes::children(master));
-            pids.push(master);
-        }
+        pids.extend(self.edge.as_ref().map(Edge::pids).unwrap_or_default());
         for pid in pids {
             let _ = crate::processes::signal(pid, crate::processes::Signal::KILL);
         }
-        let (network, cgroups, prefix) =
-            (self.network.take(), self.cgroups.take(), self.edge.as_ref().map(|e| e.prefix().to_path_buf()));
+        let (network, cgroups, prefixes) =
+            (self.network.take(), self.cgroups.take(), self.edge.as_ref().map(Edge::prefixes).unwrap_or_default());
         let databases = match self.plan.databases {
             DatabaseMode::Fresh { keep: false } => std::mem::take(&mut self.created_databases),
             _ => Vec::new(),
@@ -508,10 +505,23 @@ impl Drop for System {
                     let _ = broker::delete_namespace(&backing.amqp, &ns).await;
                 }
             });
-            if let Some(prefix) = prefix {
+            for prefix in prefixes {
                 let _ = std::fs::remove_dir_all(prefix);
             }
         });
         let _ = cleanup.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labs share one system between a workload and a nemesis.
+    #[test]
+    fn a_system_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<System>();
+        shareable::<Supervisor>();
     }
 }

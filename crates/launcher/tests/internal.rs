@@ -20,7 +20,8 @@ async fn rolling_user_and_payment_behind_the_internal_balancers_fails_no_order()
     let plan = plan(Plan::microservices(), "internal").replicas(Service::User, 2).replicas(Service::Payment, 2);
     let system = Arc::new(System::start(plan).await.expect("start"));
     let edge = system.url().expect("edge");
-    let conf = std::fs::read_to_string(system.edge().expect("edge").prefix().join("twinshop.conf")).expect("conf");
+    let balancer = system.edge().expect("edge").balancer().expect("an internal balancer");
+    let conf = std::fs::read_to_string(balancer.prefix().join("nginx.conf")).expect("conf");
     assert!(conf.contains("grpc_pass grpc://twinshop_internal_payment;") && conf.contains("twinshop_internal_user"));
 
     let http = client();
@@ -63,6 +64,9 @@ async fn rolling_user_and_payment_behind_the_internal_balancers_fails_no_order()
     );
     assert_eq!(failed, 0, "{:?}", failures.lock().expect("lock"));
     assert!(confirmed >= 10, "orders kept flowing ({confirmed})");
+    // Killing the edge leaves the balancer, so order still reaches payment.
+    system.kill_edge().await.expect("kill the edge");
+    assert!(balancer.supervisor().pid().is_some(), "the balancer is a process of its own");
     let system = Arc::into_inner(system).expect("sole owner");
     let report = system.stop().await.expect("stop");
     assert!(report.problems.is_empty(), "{:?}", report.problems);

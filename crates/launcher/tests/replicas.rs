@@ -85,6 +85,8 @@ async fn two_order_replicas_share_the_edge_and_a_killed_one_comes_back() {
     let report = system.stop().await.expect("stop");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.dropped_databases.len(), 3);
+    let broker = report.broker.expect("the run's events namespace was deleted");
+    assert!(broker.exchanges == 2 && broker.queues > 0, "{broker:?}");
     assert!(report.exits.iter().all(|(_, e)| e.as_ref().is_some_and(|e| e.expected)), "{:?}", report.exits);
     assert!(pids.iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()), "every process is gone");
     assert!(!prefix.exists(), "the edge's prefix is removed");
