@@ -20,16 +20,29 @@ async fn a_spinning_process_under_a_quarter_core_quota_uses_a_quarter_core() {
     let sup = Supervisor::start(spec, RestartPolicy::Never, Events::new(), LogTarget::Discard);
     sup.wait_ready(Duration::from_secs(5)).await.expect("started");
     let pid = sup.pid().expect("pid");
-    // Let it join its group and exec, then measure over 3 s of wall time.
+    // Let it join its group and exec, then measure windows of 2 s of wall
+    // time. The quota caps every window; a window may fall short of it only
+    // when the machine is busy (other tests on 2 cores), so up to 4 are tried.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (cpu0, t0) = (cpu_time(pid).expect("cpu"), Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let used = (cpu_time(pid).expect("cpu") - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
-    eprintln!("cgroup v{}: a spinner under a 0.25-core quota used {used:.3} cores", run.hierarchy().version());
+    let mut windows = Vec::new();
+    for _ in 0..4 {
+        let (cpu0, t0) = (cpu_time(pid).expect("cpu"), Instant::now());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        windows.push((cpu_time(pid).expect("cpu") - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64());
+        if windows.last().is_some_and(|used| (0.2..=0.3).contains(used)) {
+            break;
+        }
+    }
+    let throttled = std::fs::read_to_string(group.dirs().last().expect("cpu dir").join("cpu.stat")).expect("cpu.stat");
+    eprintln!("cgroup v{}: a spinner under a 0.25-core quota used {windows:.3?} cores", run.hierarchy().version());
     sup.stop(Duration::from_secs(2)).await.expect("stop");
     run.remove().await.expect("remove the groups");
     assert!(group.dirs().iter().all(|d| !d.exists()), "groups removed");
-    assert!((0.18..=0.30).contains(&used), "used {used:.3} cores under a 0.25 quota");
+    assert!(windows.iter().all(|used| *used <= 0.3), "the quota caps it: {windows:.3?}");
+    assert!(windows.iter().any(|used| *used >= 0.2), "it gets its quarter core: {windows:.3?}");
+    let nr_throttled =
+        throttled.lines().find_map(|l| l.strip_prefix("nr_throttled ")).and_then(|n| n.parse::<u64>().ok());
+    assert!(nr_throttled.is_some_and(|n| n > 0), "the kernel throttled it: {throttled}");
 }
 
 #[tokio::test]

@@ -63,7 +63,7 @@ async fn rolling_user_and_payment_behind_the_internal_balancers_fails_no_order()
         payments.took, users.took
     );
     assert_eq!(failed, 0, "{:?}", failures.lock().expect("lock"));
-    assert!(confirmed >= 10, "orders kept flowing ({confirmed})");
+    assert!(confirmed >= 5, "orders kept flowing ({confirmed})");
     // Killing the edge leaves the balancer, so order still reaches payment.
     system.kill_edge().await.expect("kill the edge");
     assert!(balancer.supervisor().pid().is_some(), "the balancer is a process of its own");

@@ -61,7 +61,9 @@ async fn replacing_every_order_replica_under_load_fails_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = ok.load(Ordering::Relaxed);
     let report = system.rolling_replace(Service::Order, Some(&release)).await.expect("rolling replace");
+    let during = ok.load(Ordering::Relaxed) - before;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -71,7 +73,7 @@ async fn replacing_every_order_replica_under_load_fails_no_request() {
     let (ok, failed, retried) =
         (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), retried.load(Ordering::Relaxed));
     assert_eq!(failed, 0, "failed requests: {:?}", failures.lock().expect("lock"));
-    assert!(ok > 100, "a steady load ran throughout ({ok} requests)");
+    assert!(during >= 20, "the load ran throughout the rollout ({during} requests during it)");
     assert_eq!(report.steps.len(), 2);
     for step in &report.steps {
         assert!(step.exit.as_ref().is_some_and(|e| e.expected && e.code == Some(0)), "{step:?}");
@@ -85,7 +87,8 @@ async fn replacing_every_order_replica_under_load_fails_no_request() {
     let ins = events.iter().filter(|e| e.kind == EventKind::IntoEdge).count();
     assert_eq!((outs, ins), (2, 2));
     eprintln!(
-        "rolling replace of 2 order replicas: {:?} in all, {ok} requests, 0 failed, {retried} retried on a new connection; steps: {:?}",
+        "rolling replace of 2 order replicas: {:?} in all, {ok} requests ({during} during it), 0 failed, \
+         {retried} retried on a new connection; steps: {:?}",
         report.took, report.steps
     );
 
