@@ -51,6 +51,13 @@ pub enum EventKind {
     Ready,
     /// It exited.
     Exited(ExitInfo),
+    /// The kernel's OOM killer ended it (also reported in the [`EventKind::Exited`] that follows).
+    OomKilled,
+    /// It was started again (by the restart policy or the caller); `restarts` so far.
+    Restarted {
+        /// Starts after the first, this one included.
+        restarts: u32,
+    },
     /// Spawning it failed (missing binary, ...).
     SpawnFailed {
         /// Why.

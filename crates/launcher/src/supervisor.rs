@@ -297,6 +297,10 @@ impl Task {
                 }
             });
             self.emit(EventKind::Started { pid });
+            if restarted {
+                let restarts = self.status.borrow().restarts;
+                self.emit(EventKind::Restarted { restarts });
+            }
             if let Some(r) = start_reply.take() {
                 let _ = r.send(Ok(()));
             }
@@ -379,6 +383,9 @@ impl Task {
                     (true, false) => Phase::Exited,
                 };
             });
+            if oom {
+                self.emit(EventKind::OomKilled);
+            }
             self.emit(EventKind::Exited(info.clone()));
             if let Some(r) = stop_reply {
                 let _ = r.send(Some(info.clone()));

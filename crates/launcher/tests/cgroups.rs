@@ -64,5 +64,6 @@ async fn a_process_over_its_memory_limit_is_oom_killed_and_reported_so() {
     assert!(info.oom_killed, "reported as OOM-killed");
     assert_eq!(info.reason(), "OOM-killed");
     assert_eq!(group.oom_kills(), 1);
+    assert!(events.snapshot().iter().any(|e| e.kind == EventKind::OomKilled && e.process == "hog"));
     run.remove().await.expect("remove the groups");
 }

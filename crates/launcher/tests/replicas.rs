@@ -54,8 +54,9 @@ async fn two_order_replicas_share_the_edge_and_a_killed_one_comes_back() {
     let pos = |f: &dyn Fn(&EventKind) -> bool| kinds.iter().rposition(f);
     let exited = pos(&|k| matches!(k, EventKind::Exited(i) if i.signal == Some(9))).expect("exit event");
     let scheduled = pos(&|k| matches!(k, EventKind::RestartScheduled { restart: 1, .. })).expect("restart event");
+    let restarted = pos(&|k| *k == EventKind::Restarted { restarts: 1 }).expect("restarted event");
     let ready = pos(&|k| *k == EventKind::Ready).expect("ready event");
-    assert!(exited < scheduled && scheduled < ready, "{kinds:?}");
+    assert!(exited < scheduled && scheduled < restarted && restarted < ready, "{kinds:?}");
 
     // SIGSTOP: the process hangs (its /readyz does not answer), SIGCONT: it answers again.
     system.pause(o2).await.expect("pause");
