@@ -220,6 +220,17 @@ impl Network {
         block_rule("-D", from, to, port).await
     }
 
+    /// Drops TCP from `from` to `ns`'s `port` (e.g. the gateway, where the
+    /// edge's connections come from, to the public port): those connections hang.
+    pub async fn block_inbound(&self, ns: &Namespace, from: Ipv4Addr, port: u16) -> Result<()> {
+        inbound_rule("-I", ns, from, port).await
+    }
+
+    /// Undoes [`Network::block_inbound`].
+    pub async fn unblock_inbound(&self, ns: &Namespace, from: Ipv4Addr, port: u16) -> Result<()> {
+        inbound_rule("-D", ns, from, port).await
+    }
+
     /// Removes the namespaces (killing what still runs in them), the bridge and the host rules.
     pub async fn destroy(&self) -> Result<()> {
         destroy_index(self.index).await
@@ -229,6 +240,11 @@ impl Network {
 async fn block_rule(op: &str, from: &Namespace, to: Ipv4Addr, port: u16) -> Result<()> {
     let (to, port) = (to.to_string(), port.to_string());
     netns_iptables(&from.name, &[op, "OUTPUT", "-d", &to, "-p", "tcp", "--dport", &port, "-j", "DROP"]).await
+}
+
+async fn inbound_rule(op: &str, ns: &Namespace, from: Ipv4Addr, port: u16) -> Result<()> {
+    let (from, port) = (from.to_string(), port.to_string());
+    netns_iptables(&ns.name, &[op, "INPUT", "-s", &from, "-p", "tcp", "--dport", &port, "-j", "DROP"]).await
 }
 
 async fn netns_iptables(ns: &str, rule: &[&str]) -> Result<()> {

@@ -67,6 +67,15 @@ async fn namespaced_processes_reach_postgres_and_a_cut_between_two_hangs_until_h
     system.unblock_host_port(order, 5432).await.expect("unblock");
     assert_eq!(connect_from(&ons, &gateway, 5432, Duration::from_secs(2)), Connect::Established);
 
+    // The edge cut from order: a request through it hangs (the edge's
+    // connection to order is cut mid-way, as in a real partition); healed, 200.
+    system.cut_from_edge(order).await.expect("cut from the edge");
+    let hung = client().get(format!("{edge}/v1/products")).timeout(Duration::from_secs(3)).send().await;
+    assert!(hung.is_err_and(|e| e.is_timeout()), "a request through the cut hangs");
+    system.heal_from_edge(order).await.expect("heal");
+    let res = client().get(format!("{edge}/v1/products")).send().await.expect("through the edge");
+    assert_eq!(res.status(), 200);
+
     let bridge = network.bridge();
     let comment = format!("twinshop-net-{}", bridge.trim_start_matches("tsbr"));
     let cgroup_dirs = cg.dirs().to_vec();

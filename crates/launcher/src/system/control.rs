@@ -208,6 +208,24 @@ impl System {
         Ok(())
     }
 
+    /// Cuts the edge (on the host) from `id`'s public port: the edge's
+    /// connections to it hang until nginx's connect timeout, then it tries
+    /// another replica or answers 503.
+    pub async fn cut_from_edge(&self, id: ProcessId) -> Result<()> {
+        let network = self.network.as_ref().context("this system has no namespaces")?;
+        network.block_inbound(self.ns(id)?, network.gateway(), self.proc(id)?.http_port).await?;
+        self.events.emit(&id.to_string(), EventKind::Partitioned { peer: "edge".into() });
+        Ok(())
+    }
+
+    /// Undoes [`System::cut_from_edge`].
+    pub async fn heal_from_edge(&self, id: ProcessId) -> Result<()> {
+        let network = self.network.as_ref().context("this system has no namespaces")?;
+        network.unblock_inbound(self.ns(id)?, network.gateway(), self.proc(id)?.http_port).await?;
+        self.events.emit(&id.to_string(), EventKind::Healed { peer: "edge".into() });
+        Ok(())
+    }
+
     /// Cuts `id` from a service on the host's loopback (Postgres 5432,
     /// Redis 6379, RabbitMQ 5672, ...): its connections there hang.
     pub async fn block_host_port(&self, id: ProcessId, port: u16) -> Result<()> {
