@@ -93,10 +93,19 @@ async fn namespaced_processes_reach_postgres_and_a_cut_between_two_hangs_until_h
 async fn a_crashed_runs_namespace_bridge_and_lock_are_removed_by_the_next_start() {
     twinshop_launcher::prereq::ensure("iptables", "iptables").expect("iptables");
     // A run whose launcher (a pid that cannot exist) died without cleaning up.
-    let index = 253;
-    let ns = format!("ts{index}-order-1");
+    // An index no live run holds (its lock is created here, so none takes it meanwhile).
     let _ = std::fs::create_dir_all("/run/twinshop-launcher");
-    std::fs::write(format!("/run/twinshop-launcher/net-{index}"), "4194305").expect("lock");
+    let index = (200..=254)
+        .rev()
+        .find(|i| {
+            let lock = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(format!("/run/twinshop-launcher/net-{i}"));
+            lock.and_then(|mut f| std::io::Write::write_all(&mut f, b"4194305")).is_ok()
+        })
+        .expect("a free index");
+    let ns = format!("ts{index}-order-1");
     run("ip", &["link", "add", &format!("tsbr{index}"), "type", "bridge"]);
     run("ip", &["netns", "add", &ns]);
     assert!(run("ip", &["netns", "list"]).contains(&ns));
