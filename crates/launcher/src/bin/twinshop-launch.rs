@@ -1,6 +1,7 @@
 //! `twinshop-launch`: runs either build as local processes behind the edge
 //! (what `make run` and `make run-monolith` use; `scripts/run-local` execs
-//! it). It builds nothing: the Makefile builds the release binaries first.
+//! it). It builds nothing unless given `--build`: the Makefile builds the
+//! release binaries first.
 //!
 //! Like `scripts/run-local` always did, it checks the backing services
 //! first (`scripts/check-services` says plainly what is missing), installs
@@ -68,6 +69,9 @@ struct Args {
     /// Skip scripts/check-services.
     #[arg(long)]
     no_check: bool,
+    /// Build the release binaries first (`cargo build --release --bins` in the repository).
+    #[arg(long)]
+    build: bool,
 }
 
 fn say(text: &str) {
@@ -125,6 +129,17 @@ async fn run(args: Args) -> Result<()> {
         let ok = std::process::Command::new(&check).status().context("running scripts/check-services")?;
         if !ok.success() {
             bail!("backing services missing (see above)");
+        }
+    }
+    if args.build {
+        say("building (release)...");
+        let built = std::process::Command::new("cargo")
+            .args(["build", "--release", "--quiet", "--bins"])
+            .current_dir(&root)
+            .status()
+            .context("running cargo (is it on PATH?)")?;
+        if !built.success() {
+            bail!("cargo build --release --bins failed ({built})");
         }
     }
     twinshop_launcher::prereq::ensure("nginx", "nginx")?;
