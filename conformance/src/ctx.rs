@@ -198,15 +198,18 @@ pub struct Req<'a> {
 }
 
 impl Req<'_> {
+    /// `Authorization: Bearer <token>`.
     pub fn token(mut self, token: &str) -> Self {
         self.builder = self.builder.token(token);
         self
     }
 
+    /// As `user` (their bearer token).
     pub fn user(self, user: &User) -> Self {
         self.token(&user.token)
     }
 
+    /// `body` as `application/json`.
     pub fn json(mut self, body: &Value) -> Self {
         self.builder = self.builder.json(body);
         self
@@ -218,6 +221,7 @@ impl Req<'_> {
         self
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.builder = self.builder.header(name, value);
         self
@@ -229,11 +233,13 @@ impl Req<'_> {
         self
     }
 
+    /// `Idempotency-Key`, when there is one (any bytes go, even invalid ones).
     pub fn key(mut self, key: Option<&str>) -> Self {
         self.builder = self.builder.idempotency_key(key);
         self
     }
 
+    /// Sends it and reads the whole answer (recorded as an [`Exchange`]).
     pub async fn send(self) -> Result<Answer> {
         let Self { request, builder } = self;
         let res = builder.send().await?;

@@ -31,7 +31,9 @@ pub const MAX_PAGE: u32 = 100;
 /// earlier answer (`Idempotent-Replayed: true`). Derefs to the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotent<T> {
+    /// What the call returns.
     pub value: T,
+    /// Whether the answer was a replay (`Idempotent-Replayed: true`).
     pub replayed: bool,
 }
 

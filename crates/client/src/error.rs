@@ -118,6 +118,7 @@ pub struct HttpError {
     pub expected: StatusCode,
     /// The status it got.
     pub status: StatusCode,
+    /// Its headers (e.g. `Retry-After` on `429` and `503 overloaded`).
     pub headers: HeaderMap,
     /// The whole body, as received.
     pub body: Bytes,
@@ -148,6 +149,7 @@ impl fmt::Display for HttpError {
 pub struct ContractError {
     /// `METHOD /path?query`, for messages.
     pub request: String,
+    /// The status, which was the expected one.
     pub status: StatusCode,
     /// The whole body, as received.
     pub body: Bytes,

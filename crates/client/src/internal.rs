@@ -91,10 +91,22 @@ impl UserDirectory {
 pub enum RpcError {
     /// No gRPC answer: the call timed out, or the connection failed.
     #[error("{method}: no answer ({kind}): {detail}")]
-    Transport { method: &'static str, kind: TransportError, detail: String },
+    Transport {
+        /// `Service/Method`.
+        method: &'static str,
+        /// Timeout or I/O.
+        kind: TransportError,
+        /// What the transport said.
+        detail: String,
+    },
     /// The server answered with a non-OK status (e.g. `FAILED_PRECONDITION`).
     #[error("{method}: {}", .status)]
-    Status { method: &'static str, status: Box<Status> },
+    Status {
+        /// `Service/Method`.
+        method: &'static str,
+        /// The server's status (code, message, details).
+        status: Box<Status>,
+    },
 }
 
 impl RpcError {
@@ -132,6 +144,7 @@ impl RpcError {
 /// What `Charge` decided for an order (its first outcome, replayed after).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charged {
+    /// `CHARGED`, `INSUFFICIENT_FUNDS` or `VOIDED`.
     pub outcome: ChargeOutcome,
     /// The balance right after the charge was first decided (0 for `VOIDED`).
     pub balance_cents: i64,
@@ -140,6 +153,7 @@ pub struct Charged {
 /// What `Refund` did for an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refunded {
+    /// `REFUNDED`, `ALREADY_REFUNDED` or `NOT_CHARGED`.
     pub outcome: RefundOutcome,
     /// What was given back (0 when nothing was).
     pub amount_cents: i64,

@@ -15,7 +15,8 @@
 //!   hyper-util), any request ([`RequestBuilder`]: method, path with query,
 //!   headers including non-UTF-8 values, a [`Bearer`] token, an
 //!   `Idempotency-Key`, a JSON or raw body with any or no content type) and
-//!   the whole answer ([`Response`]). The load generator's hot path.
+//!   the whole answer ([`Response`], in [`response`]). The load generator's
+//!   hot path.
 //! - [`record`]: a hook that sees every exchange ([`Exchange`],
 //!   [`ExchangeLog`]), for checking answers against the OpenAPI document.
 //! - [`api`]: the typed layer, one method per endpoint of API.md, on
@@ -64,6 +65,7 @@ pub mod error;
 pub mod internal;
 pub mod raw;
 pub mod record;
+pub mod response;
 pub mod types;
 
 pub use api::{Idempotent, MAX_PAGE, UserClient};

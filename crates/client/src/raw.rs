@@ -19,19 +19,19 @@
 
 use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::{
     client::legacy::{Client as Pool, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
+pub use crate::response::Response;
 use crate::{
     error::{BoxError, SendError, TransportError},
     record::{Exchange, Recorder},
-    types::Problem,
 };
 
 /// How long a request may take, connecting and reading the whole answer
@@ -462,86 +462,6 @@ pub fn encode_query_value(value: &str) -> String {
     out
 }
 
-/// One answer, read whole.
-#[derive(Debug, Clone)]
-pub struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Response {
-    /// An answer as if received (for tests of code that reads answers).
-    pub fn new(status: StatusCode, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
-        Self { status, headers, body: body.into() }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// A header's value, if present and visible ASCII.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The whole body.
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-
-    /// The whole body, taken.
-    pub fn into_body(self) -> Bytes {
-        self.body
-    }
-
-    /// The body as text (invalid UTF-8 replaced).
-    pub fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.body)
-    }
-
-    /// The body as JSON of type `T`.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.body)
-    }
-
-    /// The media type, lowercase, without parameters (`""` when none).
-    pub fn media_type(&self) -> String {
-        let ct = self.header("content-type").unwrap_or_default();
-        ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
-    }
-
-    /// Whether the answer says `Idempotent-Replayed: true`.
-    pub fn replayed(&self) -> bool {
-        self.header("idempotent-replayed").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    }
-
-    /// The body as a problem, for an error answer that is one.
-    pub fn problem(&self) -> Option<Problem> {
-        if self.status.is_success() {
-            return None;
-        }
-        self.json().ok()
-    }
-
-    /// Only the problem `code` of an error answer: cheaper than
-    /// [`problem`](Self::problem), for counting.
-    pub fn problem_code(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Code {
-            code: Option<String>,
-        }
-        if self.status.is_success() {
-            return None;
-        }
-        serde_json::from_slice::<Code>(&self.body).ok().and_then(|c| c.code)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,32 +492,6 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(encode_query_value("a+b/c=="), "a%2Bb%2Fc%3D%3D");
         assert_eq!(encode_query_value("AZaz09-._~"), "AZaz09-._~");
-    }
-
-    #[test]
-    fn a_problem_code_is_read_from_error_answers_only() {
-        let answer = |status, body: &'static [u8]| Response::new(status, HeaderMap::new(), Bytes::from_static(body));
-        assert_eq!(
-            answer(StatusCode::CONFLICT, br#"{"code":"email_taken"}"#).problem_code().as_deref(),
-            Some("email_taken")
-        );
-        assert_eq!(answer(StatusCode::OK, br#"{"code":"x"}"#).problem_code(), None);
-        assert_eq!(answer(StatusCode::BAD_GATEWAY, b"<html>").problem_code(), None);
-        assert_eq!(
-            answer(StatusCode::CONFLICT, br#"{"code":"email_taken"}"#).problem().map(|p| p.code),
-            Some("email_taken".into())
-        );
-    }
-
-    #[test]
-    fn media_type_and_replay_are_read_from_headers() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/Problem+JSON; charset=utf-8"));
-        headers.insert("idempotent-replayed", HeaderValue::from_static("TRUE"));
-        let r = Response::new(StatusCode::CREATED, headers, Bytes::new());
-        assert_eq!(r.media_type(), "application/problem+json");
-        assert!(r.replayed());
-        assert!(!Response::new(StatusCode::CREATED, HeaderMap::new(), Bytes::new()).replayed());
     }
 
     #[tokio::test]

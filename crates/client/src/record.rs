@@ -20,9 +20,11 @@ use crate::raw::Response;
 /// One request and its answer, as the client saw them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exchange {
+    /// `GET`, `POST`, ...
     pub method: String,
     /// The URL path, percent-encoded as sent, without the query.
     pub path: String,
+    /// The HTTP status of the answer.
     pub status: u16,
     /// The response's media type, lowercase, without parameters.
     pub media_type: String,

@@ -18,15 +18,20 @@ use uuid::Uuid;
 /// A shipping address. `country` is ISO 3166-1 alpha-2.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Address {
+    /// Street and number.
     pub line1: String,
+    /// The city.
     pub city: String,
+    /// The postal code.
     pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
     pub country: String,
 }
 
 /// `POST /v1/users`: a registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewUser {
+    /// Unique, case-insensitively.
     pub email: String,
     /// 10–128 characters.
     pub password: String,
@@ -40,10 +45,15 @@ pub struct NewUser {
 /// A user as the API shows it (never the password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    /// A UUIDv7 the server chose.
     pub id: Uuid,
+    /// Unique, case-insensitively.
     pub email: String,
+    /// The name people see.
     pub name: String,
+    /// Where orders ship; `None` until one is given.
     pub address: Option<Address>,
+    /// When it was created (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -51,21 +61,26 @@ pub struct User {
 /// The per-user read model, eventually consistent with the orders.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Orders confirmed and not cancelled.
     pub orders_confirmed: i64,
+    /// What those orders cost, in cents.
     pub total_spent_cents: i64,
 }
 
 /// `GET /v1/users/me`: the user and their stats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
+    /// The user, as registration answered it.
     #[serde(flatten)]
     pub user: User,
+    /// Eventually consistent with the orders (within about 5 s).
     pub stats: Stats,
 }
 
 /// `PATCH /v1/users/me`: what to change; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProfileUpdate {
+    /// A new name (1–100 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `Some(None)` removes the address (sends `"address": null`).
@@ -76,6 +91,7 @@ pub struct ProfileUpdate {
 /// `POST /v1/sessions`: a bearer token and how long it lasts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The JWT to send as `Authorization: Bearer …`.
     pub access_token: String,
     /// Always `"Bearer"`.
     pub token_type: String,
@@ -86,6 +102,7 @@ pub struct Session {
 /// `GET /v1/wallet`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wallet {
+    /// The wallet's balance, in cents.
     pub balance_cents: i64,
     /// Always `"EUR"`.
     pub currency: String,
@@ -94,8 +111,11 @@ pub struct Wallet {
 /// `POST /v1/wallet/top-ups`: the top-up and the balance right after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopUp {
+    /// A UUIDv7 the server chose.
     pub id: Uuid,
+    /// In cents.
     pub amount_cents: i64,
+    /// The wallet's balance, in cents.
     pub balance_cents: i64,
 }
 
@@ -103,8 +123,11 @@ pub struct TopUp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
+    /// Money in, by the user.
     TopUp,
+    /// Money out, for an order.
     Charge,
+    /// Money back, for a cancelled (or voided) order.
     Refund,
 }
 
@@ -123,11 +146,15 @@ impl EntryKind {
 /// `amount_cents`: read it as a magnitude.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// A UUIDv7 the server chose.
     pub id: Uuid,
+    /// What the entry records.
     pub kind: EntryKind,
+    /// In cents.
     pub amount_cents: i64,
     /// `None` for top-ups.
     pub order_id: Option<Uuid>,
+    /// When it was created (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -135,7 +162,9 @@ pub struct LedgerEntry {
 /// One page of a list, newest first; `next_cursor` is `None` on the last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
+    /// At most `limit` items.
     pub items: Vec<T>,
+    /// Opaque; `None` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -144,7 +173,9 @@ pub struct Page<T> {
 pub struct Product {
     /// A short string such as `"sku-coffee"`, not a UUID.
     pub id: String,
+    /// The name people see.
     pub name: String,
+    /// The price the order service charges, in cents.
     pub price_cents: i64,
 }
 
@@ -152,7 +183,9 @@ pub struct Product {
 /// quantity 1–100, 1–50 items.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OrderItem {
+    /// A catalog id such as `sku-tea`.
     pub product_id: String,
+    /// 1–100.
     pub quantity: u32,
 }
 
@@ -166,9 +199,13 @@ impl OrderItem {
 /// One line of a placed order, priced from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
+    /// A catalog id such as `sku-tea`.
     pub product_id: String,
+    /// The name people see.
     pub name: String,
+    /// The catalog price when the order was placed.
     pub unit_price_cents: i64,
+    /// 1–100.
     pub quantity: u32,
 }
 
@@ -179,11 +216,13 @@ pub enum OrderStatus {
     /// Accepted while the payment service was unreachable (`available`
     /// mode); settled later.
     Pending,
+    /// Paid.
     Confirmed,
     /// Not enough funds (`rejection_reason: insufficient_funds`).
     Rejected,
     /// The payment service could not be reached in `strict` mode.
     Failed,
+    /// Cancelled after confirmation; refunded asynchronously.
     Cancelled,
 }
 
@@ -204,31 +243,42 @@ impl OrderStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
+    /// Cancelled; the refund event is on its way.
     Pending,
+    /// The money is back in the wallet.
     Refunded,
 }
 
 /// The name and address copied onto an order when it was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipTo {
+    /// The name people see.
     pub name: String,
+    /// The shipping address.
     pub address: Address,
 }
 
 /// An order (`POST /v1/orders`, `GET /v1/orders/{id}`, the list, cancel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
+    /// A UUIDv7 the server chose.
     pub id: Uuid,
+    /// Where the order's state is.
     pub status: OrderStatus,
+    /// What was ordered, priced from the catalog.
     pub items: Vec<OrderLine>,
+    /// The sum of the lines, in cents.
     pub total_cents: i64,
+    /// The name and address copied from the profile.
     pub ship_to: ShipTo,
     /// `insufficient_funds` or `payment_unavailable`; `None` otherwise.
     pub rejection_reason: Option<String>,
     /// `None` unless the order was cancelled.
     pub refund_status: Option<RefundStatus>,
+    /// When it was created (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When its status last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -239,6 +289,7 @@ pub struct FieldError {
     /// The field's path, e.g. `address.country` or `items[0].quantity`
     /// (API.md does not fix the notation of nested paths).
     pub field: String,
+    /// What is wrong with it, for people.
     pub message: String,
 }
 
@@ -251,12 +302,15 @@ pub struct Problem {
     /// `/problems/{code}`.
     #[serde(rename = "type", default)]
     pub kind: String,
+    /// A short summary for people.
     #[serde(default)]
     pub title: String,
+    /// The HTTP status again.
     #[serde(default)]
     pub status: u16,
     /// Stable and machine-readable, e.g. `email_taken`.
     pub code: String,
+    /// More about this occurrence, for people.
     #[serde(default)]
     pub detail: Option<String>,
     /// Only on `validation_failed`: one entry per bad field.
@@ -272,8 +326,11 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FieldError>, D::
 /// the order service copies onto an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserLookup {
+    /// A UUIDv7 the server chose.
     pub id: Uuid,
+    /// The name people see.
     pub name: String,
+    /// Where orders ship; `None` until one is given.
     pub address: Option<Address>,
 }
 

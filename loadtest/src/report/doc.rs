@@ -15,6 +15,7 @@ use std::fmt;
 /// How a piece of inline text is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
+    /// As is.
     Plain,
     /// Bold (`**…**`).
     Strong,
@@ -27,7 +28,9 @@ pub enum Style {
 /// A run of text in one style.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
+    /// The characters, unescaped.
     pub text: String,
+    /// How they are set.
     pub style: Style,
 }
 
@@ -104,7 +107,9 @@ impl fmt::Display for Text {
 /// `PASSED` or start with `FAILED` are marked as verdicts in HTML.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
+    /// One per column.
     pub headers: Vec<String>,
+    /// One cell per column each.
     pub rows: Vec<Vec<String>>,
 }
 
@@ -120,25 +125,31 @@ impl Table {
 pub struct Chart {
     /// What it shows, for the Markdown (which links or omits it).
     pub title: String,
+    /// The whole `<svg>` element, standalone (it declares its namespace).
     pub svg: String,
 }
 
 /// One block of a section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
+    /// Running text.
     Paragraph(Text),
     /// A paragraph that says whether something held: green or red in HTML.
     Verdict {
+        /// Whether it held.
         passed: bool,
+        /// What held or not.
         text: Text,
     },
     /// A heading inside a section.
     Subheading(String),
+    /// A table.
     Table(Table),
     /// A bulleted list.
     List(Vec<Text>),
     /// Preformatted text (kept line by line).
     Preformatted(String),
+    /// An SVG chart (HTML; a link or nothing in Markdown).
     Chart(Chart),
 }
 
@@ -156,8 +167,11 @@ pub enum Shown {
 /// A titled part of a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// Its `h2` (or the summary of a folded section).
     pub heading: String,
+    /// Its content, in order.
     pub blocks: Vec<Block>,
+    /// Where and how it appears.
     pub shown: Shown,
 }
 
@@ -199,8 +213,11 @@ impl Section {
 /// A whole report: a title, a lead under it (the answer first), sections.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Document {
+    /// The `h1` and the page title.
     pub title: String,
+    /// What comes before the first section: the answer, first.
     pub lead: Vec<Block>,
+    /// The rest, in order.
     pub sections: Vec<Section>,
 }
 

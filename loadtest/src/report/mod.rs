@@ -42,8 +42,11 @@ use crate::step::StepResult;
 /// Where [`write_files`] put its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportFiles {
+    /// `results.json`.
     pub json: PathBuf,
+    /// `report.md`.
     pub markdown: PathBuf,
+    /// `report.html`.
     pub html: PathBuf,
     /// The charts as SVG files, when asked for ([`ChartFiles::Write`]).
     pub charts: Vec<PathBuf>,

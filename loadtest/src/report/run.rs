@@ -23,11 +23,15 @@ use crate::{stats::fmt_us, step::StepResult};
 /// The JSON file of a run: the results and where they came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The report's title.
     pub title: String,
+    /// The program that wrote it (`twinshop-loadtest`).
     pub tool: String,
+    /// Its version.
     pub version: String,
     /// RFC 3339.
     pub generated_at: String,
+    /// Every step, in the order they ran.
     pub steps: Vec<StepResult>,
 }
 
