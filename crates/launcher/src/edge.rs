@@ -289,9 +289,12 @@ impl Edge {
         public.and(internal)
     }
 
-    /// Pids of every nginx process (both instances, workers included).
-    pub fn pids(&self) -> Vec<u32> {
-        self.public.pids().into_iter().chain(self.internal.iter().flat_map(Nginx::pids)).collect()
+    /// SIGKILL to both instances and their workers, without waiting (for `Drop`).
+    pub fn kill_now(&self) {
+        self.public.kill_now();
+        if let Some(internal) = &self.internal {
+            internal.kill_now();
+        }
     }
 
     /// Prefix directories of both instances.

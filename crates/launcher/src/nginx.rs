@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     events::{EventKind, Events},
     logs::LogTarget,
-    processes::{ProcessSpec, Readiness, Signal, children, is_alive, signal},
+    processes::{ProcessSpec, Readiness, Signal, children, is_alive, kill_tree, signal},
     supervisor::{RestartPolicy, Supervisor},
 };
 
@@ -155,11 +155,21 @@ impl Nginx {
     /// its whole process tree; orphaned workers would keep the port).
     pub async fn kill(&self) -> Result<()> {
         if let Some(master) = self.supervisor.pid() {
+            // Frozen first: a master that sees a worker die forks a new one.
+            let _ = signal(master, Signal::STOP);
             for worker in children(master) {
                 let _ = signal(worker, Signal::KILL);
             }
         }
         self.supervisor.kill().await
+    }
+
+    /// The same as [`Nginx::kill`] without waiting (for `Drop`).
+    pub fn kill_now(&self) {
+        self.supervisor.abandon();
+        if let Some(master) = self.supervisor.pid() {
+            kill_tree(master);
+        }
     }
 
     /// Graceful stop (SIGQUIT: workers finish their requests), then the prefix is removed.
@@ -171,11 +181,6 @@ impl Nginx {
         }
         let _ = std::fs::remove_dir_all(&self.prefix);
         Ok(())
-    }
-
-    /// The pids of the master and its workers now.
-    pub fn pids(&self) -> Vec<u32> {
-        self.supervisor.pid().map(|m| children(m).into_iter().chain([m]).collect()).unwrap_or_default()
     }
 }
 
@@ -198,10 +203,7 @@ pub fn remove_leftovers() -> usize {
         }
         let master = std::fs::read_to_string(entry.path().join("nginx.pid")).ok().and_then(|p| p.trim().parse().ok());
         if let Some(master) = master.filter(|&m| is_alive(m)) {
-            for worker in children(master) {
-                let _ = signal(worker, Signal::KILL);
-            }
-            let _ = signal(master, Signal::KILL);
+            kill_tree(master);
         }
         let _ = std::fs::remove_dir_all(entry.path());
         removed += 1;

@@ -193,6 +193,17 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// SIGKILL to `pid` and its children, freezing it first (SIGSTOP) so it
+/// cannot replace a child in between: an nginx master whose worker dies
+/// forks a new one, which would outlive it holding the port.
+pub fn kill_tree(pid: u32) {
+    let _ = signal(pid, Signal::STOP);
+    for child in children(pid) {
+        let _ = signal(child, Signal::KILL);
+    }
+    let _ = signal(pid, Signal::KILL);
+}
+
 /// CPU time (user + system) `pid` has used so far.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let fields = stat_fields(pid)?;

@@ -11,6 +11,10 @@
 use std::{
     os::unix::process::ExitStatusExt as _,
     path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -115,6 +119,7 @@ pub struct Supervisor {
     name: String,
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<ProcessStatus>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -131,9 +136,16 @@ impl Supervisor {
         };
         let (status_tx, status) = watch::channel(initial);
         let name = spec.name.clone();
-        let task = Task { spec, policy, events, logs, rx, status: status_tx };
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let task = Task { spec, policy, events, logs, rx, status: status_tx, abandoned: abandoned.clone() };
         tokio::spawn(task.run());
-        Self { name, tx, status }
+        Self { name, tx, status, abandoned }
+    }
+
+    /// From now on the process is not restarted, whatever the policy (the
+    /// system is being torn down without waiting, from `Drop`).
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
     }
 
     /// Its name (`order-1`).
@@ -217,6 +229,7 @@ struct Task {
     logs: LogTarget,
     rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<ProcessStatus>,
+    abandoned: Arc<AtomicBool>,
 }
 
 async fn ready_when(ready: Readiness) {
@@ -365,7 +378,7 @@ impl Task {
                 }
             };
             let oom = self.spec.cgroup.as_ref().is_some_and(|c| c.oom_kills() > oom_before);
-            let restarts = matches!(self.policy, RestartPolicy::OnExit(_));
+            let restarts = matches!(self.policy, RestartPolicy::OnExit(_)) && !self.abandoned.load(Ordering::SeqCst);
             let info = ExitInfo {
                 code: exit.as_ref().ok().and_then(std::process::ExitStatus::code),
                 signal: exit.as_ref().ok().and_then(|s| s.signal()),
@@ -394,6 +407,10 @@ impl Task {
                 want = false;
                 continue;
             };
+            if !restarts {
+                want = false;
+                continue;
+            }
             if !want {
                 continue;
             }

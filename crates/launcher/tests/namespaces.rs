@@ -128,6 +128,7 @@ async fn a_system_dropped_without_stop_leaves_nothing_behind() {
     let (ns, pid) = (info.netns.expect("ns"), info.pid.expect("pid"));
     let cgroup = info.cgroup.expect("cgroup");
     let prefix = system.edge().expect("edge").prefix().to_path_buf();
+    let edge_port = system.edge().expect("edge").port();
     let database = system.database(Service::Monolith).expect("database").to_owned();
 
     drop(system); // as a failed test would
@@ -135,7 +136,8 @@ async fn a_system_dropped_without_stop_leaves_nothing_behind() {
     assert!(!twinshop_launcher::processes::is_alive(pid), "the process is gone");
     assert!(!run("ip", &["netns", "list"]).contains(&ns), "its namespace is gone");
     assert!(cgroup.iter().all(|d| !d.exists()), "its cgroup is gone");
-    assert!(!prefix.exists() && common::processes_mentioning(&prefix.display().to_string()).is_empty(), "no nginx");
+    assert!(!prefix.exists(), "the edge's prefix is removed");
+    assert!(twinshop_launcher::ports::is_free(edge_port), "no nginx worker holds the edge's port");
     let left = twinshop_launcher::databases::exists(&backing, &database).await.expect("look up");
     assert!(!left, "its fresh database is dropped");
 }

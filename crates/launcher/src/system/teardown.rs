@@ -81,10 +81,14 @@ impl Drop for System {
         }
         // Kill what runs now (the supervisors would too, but only once
         // their tasks notice), nginx's workers included.
-        let mut pids: Vec<u32> = self.procs.values().filter_map(|p| p.sup.as_ref()?.pid()).collect();
-        pids.extend(self.edge.as_ref().map(Edge::pids).unwrap_or_default());
-        for pid in pids {
-            let _ = crate::processes::signal(pid, crate::processes::Signal::KILL);
+        for sup in self.procs.values().filter_map(|p| p.sup.as_ref()) {
+            sup.abandon();
+            if let Some(pid) = sup.pid() {
+                let _ = crate::processes::signal(pid, crate::processes::Signal::KILL);
+            }
+        }
+        if let Some(edge) = &self.edge {
+            edge.kill_now();
         }
         let (network, cgroups, prefixes) =
             (self.network.take(), self.cgroups.take(), self.edge.as_ref().map(Edge::prefixes).unwrap_or_default());

@@ -95,18 +95,6 @@ pub fn connect_from(netns: &str, addr: &str, port: u16, wait: Duration) -> Conne
     }
 }
 
-/// Pids of live processes whose command line mentions `needle`.
-pub fn processes_mentioning(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect()
-}
-
 /// The string value of `"key":"…"` in a JSON body (no JSON crate needed).
 pub fn json_field(body: &str, key: &str) -> Option<String> {
     let start = body.find(&format!("\"{key}\":\""))? + key.len() + 4;
