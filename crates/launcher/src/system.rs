@@ -2,7 +2,7 @@
 //! processes (in their namespaces and cgroups, under their supervisors) and
 //! the edge, in that order, waiting for each to be ready; [`System::stop`]
 //! drains everything and removes what the start created. Control at run
-//! time (signals, replacement, the edge, partitions) is in [`control`],
+//! time (signals, replacement, the edge, partitions) is in `control`,
 //! stopping and cleanup in `teardown`.
 
 mod control;

@@ -39,7 +39,7 @@ struct Args {
     /// The edge's port.
     #[arg(long, env = "EDGE_PORT", default_value_t = 8080)]
     port: u16,
-    /// Where the service binaries are (default: <root>/target/release).
+    /// Where the service binaries are (default: the repository's target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// The repository (dev/keys, deploy/edge, scripts/); default: found from this binary.

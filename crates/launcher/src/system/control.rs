@@ -126,7 +126,9 @@ impl System {
     /// Replaces every replica of `service`, one at a time (see
     /// [`System::replace`]), with the binary of the same name in `bin_dir`
     /// (`None`: the same binary). With two or more replicas behind the edge
-    /// no request fails; with one, requests get 503 while it is replaced.
+    /// no request fails (for a client that resends a request reset on an
+    /// idle keepalive connection, see [`crate::edge`]); with one, requests
+    /// get 503 while it is replaced.
     pub async fn rolling_replace(&self, service: Service, bin_dir: Option<&Path>) -> Result<RolloutReport> {
         let started = Instant::now();
         let program = bin_dir.map(|d| d.join(service.binary()));
