@@ -113,6 +113,16 @@ impl<O> Found<O> {
     }
 }
 
+/// A key held by the request working on it: its lease is renewed while the
+/// request works, and every write the request makes on the key's behalf is
+/// checked against `generation`, so a holder that was only paused and
+/// lost its lease to a takeover (a new generation) writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub key: IdempotencyKey,
+    pub generation: i32,
+}
+
 /// Reads the key, if it was used before.
 pub async fn find<O: DeserializeOwned>(
     conn: &mut PgConnection,
@@ -200,6 +210,43 @@ pub async fn take_over(
     .await
     .context("taking over the idempotency key")?;
     Ok(generation)
+}
+
+/// Extends the lease of a key this request still holds (same generation,
+/// no outcome yet). `false`: it was taken over or answered meanwhile.
+pub async fn renew(conn: &mut PgConnection, scope: Scope, held: &Held, lease: Duration) -> anyhow::Result<bool> {
+    let renewed = sqlx::query(
+        "UPDATE idempotency SET lease_until = now() + make_interval(secs => $5) \
+         WHERE user_id = $1 AND operation = $2 AND key = $3 AND generation = $4 AND outcome IS NULL",
+    )
+    .bind(scope.user_id)
+    .bind(scope.operation)
+    .bind(held.key.as_str())
+    .bind(held.generation)
+    .bind(lease.as_secs_f64())
+    .execute(&mut *conn)
+    .await
+    .context("renewing the idempotency lease")?
+    .rows_affected();
+    Ok(renewed == 1)
+}
+
+/// Fences the caller's transaction: locks the key if this request still
+/// holds it (same generation), so no takeover can slip in before the
+/// transaction ends. `false`: another request took it over; write nothing.
+pub async fn fence(conn: &mut PgConnection, scope: Scope, held: &Held) -> anyhow::Result<bool> {
+    let holds: Option<i32> = sqlx::query_scalar(
+        "SELECT generation FROM idempotency WHERE user_id = $1 AND operation = $2 AND key = $3 AND generation = $4 \
+         FOR UPDATE",
+    )
+    .bind(scope.user_id)
+    .bind(scope.operation)
+    .bind(held.key.as_str())
+    .bind(held.generation)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("fencing on the idempotency key")?;
+    Ok(holds.is_some())
 }
 
 /// Stores the key's outcome, unless one is stored already (the first

@@ -24,7 +24,7 @@ use lapin::{
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use serde_json::Value;
 use sqlx::PgPool;
-use tracing::Instrument as _;
+use tracing::{Instrument as _, instrument::WithSubscriber as _};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use twinshop_contracts::{
@@ -140,6 +140,7 @@ async fn in_a_batch_mixing_routable_and_unroutable_events_only_the_unroutable_on
     let env = Env::start().await;
     // Big enough for every due row, including earlier rounds' unroutable ones.
     let relay = Relay::new(
+        "test",
         env.pool.clone(),
         env.target.clone(),
         Arc::new(AmqpPublisher::new(env.amqp.clone(), &env.topology)),
@@ -193,6 +194,55 @@ async fn with_the_broker_unreachable_events_wait_and_are_published_once_it_is_ba
     env.stop().await;
 }
 
+/// Log lines written while `work` runs on this thread's subscriber.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn while_the_broker_is_away_the_relay_logs_the_state_change_once_not_a_line_per_event() {
+    let env = Env::start().await;
+    for _ in 0..20 {
+        env.enqueue_order_confirmed().await;
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let down = Amqp::new(Secret::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port())), "down");
+    let relay = env.relay_through(Arc::new(AmqpPublisher::new(down, &env.topology)));
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()).with_current_subscriber());
+    // Several passes: the first at once, then retries with backoff.
+    eventually("the outbox rows to be tried three times", PATIENCE, || async {
+        let tries: i64 =
+            sqlx::query_scalar("SELECT min(attempts)::int8 FROM outbox").fetch_one(&env.pool).await.ok()?;
+        (tries >= 3).then_some(())
+    })
+    .await;
+    shutdown.trigger();
+    running.await.expect("relay task");
+    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("\"level\":\"WARN\"")).collect();
+    assert_eq!(warnings.len(), 1, "one WARN for the outage, not one per event and try: {warnings:#?}");
+    assert!(warnings[0].contains("events cannot be published yet"), "{}", warnings[0]);
+    assert!(!text.contains("publish failed, will retry"), "per-event failures stay at DEBUG");
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_racing_on_one_outbox_publish_each_event_exactly_once() {
     let env = Env::start().await;
@@ -207,6 +257,7 @@ async fn two_relays_racing_on_one_outbox_publish_each_event_exactly_once() {
             let amqp = Amqp::new(Secret::new(amqp_url()), format!("racer-{i}"));
             let settings = RelaySettings { batch_size: 10, ..RelaySettings::default() };
             let relay = Relay::new(
+                "test",
                 env.pool.clone(),
                 env.target.clone(),
                 Arc::new(AmqpPublisher::new(amqp.clone(), &env.topology)),
@@ -392,7 +443,7 @@ impl Env {
     }
 
     fn relay_through(&self, publisher: Arc<dyn Publisher>) -> Relay {
-        Relay::new(self.pool.clone(), self.target.clone(), publisher, RelaySettings::default())
+        Relay::new("test", self.pool.clone(), self.target.clone(), publisher, RelaySettings::default())
     }
 
     /// Commits one `order.confirmed` event to the outbox.

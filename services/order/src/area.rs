@@ -63,6 +63,11 @@ fn default_sweep() -> u64 {
 /// the sweeper settles it: the request that placed it has surely given up.
 const PENDING_MARGIN: Duration = Duration::from_secs(3);
 
+/// A placement's hold on its idempotency key, renewed four times per lease
+/// while it works: when its process dies, a retry with the same key may
+/// take over (and gets the order's final answer) at most this long after.
+const KEY_LEASE: Duration = Duration::from_secs(1);
+
 fn settings(env: &Env) -> Result<OrderSettings, ConfigError> {
     let s: OrderSettings = env.read()?;
     // Timeouts nest (docs/design.md §4): a request outlives its calls.
@@ -89,12 +94,7 @@ fn assemble(ctx: &mut AreaContext<'_>, s: OrderSettings) -> anyhow::Result<Area>
         Arc::new(PgOrderRepository::new(ctx.pool(), ctx.db_target())),
         Arc::new(users),
         Arc::new(payments),
-        PlacementSettings {
-            mode: s.consistency_mode,
-            // A key outlives the request that holds it.
-            key_lease: ctx.request_timeout(),
-            pending_grace: deadline + PENDING_MARGIN,
-        },
+        PlacementSettings { mode: s.consistency_mode, key_lease: KEY_LEASE, pending_grace: deadline + PENDING_MARGIN },
     );
     let sweeper = orders.clone();
     let interval = Duration::from_millis(s.sweep_interval_ms);

@@ -15,14 +15,14 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use twinshop_platform::{
     db::DbTarget,
-    idempotency::{self, Found, IdempotencyKey, Scope},
+    idempotency::{self, Found, Held, IdempotencyKey, Scope},
     inbox, outbox,
     pagination::{Page, PageRequest, Position},
 };
 use uuid::Uuid;
 
 use crate::{
-    app::{CreateError, OrderRepository, Placement, Transition},
+    app::{CreateError, OrderRepository, Placement, Transition, Written},
     domain::{
         Order, OrderLine, OrderStatus, Product, RefundStatus, RejectionReason, ShipTo, ShippingAddress, VoidStatus,
     },
@@ -166,9 +166,20 @@ impl OrderRepository for PgOrderRepository {
         idempotency::find(&mut conn, scope(user_id), key).await
     }
 
-    async fn take_over_key(&self, user_id: Uuid, key: &IdempotencyKey, lease: Duration) -> anyhow::Result<bool> {
+    async fn take_over_key(
+        &self,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        lease: Duration,
+    ) -> anyhow::Result<Option<Held>> {
         let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
-        Ok(idempotency::take_over(&mut conn, scope(user_id), key, lease).await?.is_some())
+        let generation = idempotency::take_over(&mut conn, scope(user_id), key, lease).await?;
+        Ok(generation.map(|generation| Held { key: key.clone(), generation }))
+    }
+
+    async fn renew_key(&self, user_id: Uuid, held: &Held, lease: Duration) -> anyhow::Result<bool> {
+        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
+        idempotency::renew(&mut conn, scope(user_id), held, lease).await
     }
 
     async fn create(
@@ -208,9 +219,15 @@ impl OrderRepository for PgOrderRepository {
         Ok(())
     }
 
-    async fn transition(&self, t: Transition<'_>) -> anyhow::Result<Option<Order>> {
+    async fn transition(&self, t: Transition<'_>) -> anyhow::Result<Written> {
         let next = t.next;
         let mut tx = self.pool.begin().await.context("beginning the transition")?;
+        if let Some((held, _)) = t.answer
+            && !idempotency::fence(&mut tx, scope(next.user_id), held).await?
+        {
+            tx.rollback().await.ok();
+            return Ok(Written::Fenced);
+        }
         let moved = sqlx::query(
             "UPDATE orders SET status = $3, rejection_reason = $4, refund_status = $5, void_status = $6, \
              updated_at = $7 WHERE id = $1 AND status = $2",
@@ -230,21 +247,26 @@ impl OrderRepository for PgOrderRepository {
         if !moved {
             let current = load(&mut tx, next.id).await?;
             tx.rollback().await.ok();
-            return Ok(Some(current));
+            return Ok(Written::Lost(Box::new(current)));
         }
         if let Some(event) = &t.event {
             outbox::enqueue(&mut tx, &self.target, event).await?;
         }
-        if let Some((key, answer)) = t.answer {
-            idempotency::complete(&mut tx, scope(next.user_id), key, answer).await?;
+        if let Some((held, answer)) = t.answer {
+            idempotency::complete(&mut tx, scope(next.user_id), &held.key, answer).await?;
         }
         tx.commit().await.context("committing the transition")?;
-        Ok(None)
+        Ok(Written::Applied)
     }
 
-    async fn answer_key(&self, user_id: Uuid, key: &IdempotencyKey, answer: &Placement) -> anyhow::Result<()> {
-        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
-        idempotency::complete(&mut conn, scope(user_id), key, answer).await
+    async fn answer_key(&self, user_id: Uuid, held: &Held, answer: &Placement) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await.context("beginning the answer")?;
+        if !idempotency::fence(&mut tx, scope(user_id), held).await? {
+            return Ok(false);
+        }
+        idempotency::complete(&mut tx, scope(user_id), &held.key, answer).await?;
+        tx.commit().await.context("committing the answer")?;
+        Ok(true)
     }
 
     async fn find(&self, user_id: Uuid, order_id: Uuid) -> anyhow::Result<Option<Order>> {

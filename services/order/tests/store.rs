@@ -11,14 +11,14 @@ use sqlx::{PgPool, migrate::Migrator};
 use time::OffsetDateTime;
 use twinshop_contracts::events::{Envelope, OrderConfirmed};
 use twinshop_order::{
-    app::{CreateError, OrderRepository, Placement, Transition},
+    app::{CreateError, OrderRepository, Placement, Transition, Written},
     domain::{ChargeOutcome, Order, OrderLine, OrderStatus, ShipTo, ShippingAddress, VoidStatus},
     store::{MIGRATOR, PgOrderRepository},
 };
 use twinshop_platform::{
     config::Secret,
     db::{self, DbTarget},
-    idempotency::{IdempotencyKey, Repeat},
+    idempotency::{Held, IdempotencyKey, Repeat},
     pagination::PageRequest,
 };
 use twinshop_testkit::TestDb;
@@ -119,13 +119,14 @@ async fn a_transition_writes_the_state_its_event_and_its_answer_in_one_go() {
     s.repo.create(&order, Some((&k, &body)), Duration::from_secs(10)).await.expect("create");
     let next = order.settle(ChargeOutcome::Charged, at(0)).expect("pending");
     let answer = Placement::of(&next);
+    let held = Held { key: k.clone(), generation: 1 };
     let t = Transition {
         from: OrderStatus::Pending,
         next: &next,
         event: Some(confirmed_event(&next)),
-        answer: Some((&k, &answer)),
+        answer: Some((&held, &answer)),
     };
-    assert_eq!(s.repo.transition(t).await.expect("transition"), None, "applied");
+    assert_eq!(s.repo.transition(t).await.expect("transition"), Written::Applied);
 
     assert_eq!(s.repo.find(order.user_id, order.id).await.expect("find"), Some(next.clone()));
     assert_eq!(count(&s.pool, "SELECT count(*) FROM outbox WHERE event_type = 'order.confirmed'").await, 1);
@@ -150,12 +151,14 @@ async fn of_two_settlements_of_one_order_exactly_one_is_written_and_the_other_re
         }
     }))
     .await;
-    let results: Vec<Option<Order>> = results.into_iter().map(|r| r.expect("transition")).collect();
-    assert_eq!(results.iter().filter(|r| r.is_none()).count(), 1, "exactly one settlement is written");
+    let results: Vec<Written> = results.into_iter().map(|r| r.expect("transition")).collect();
+    assert_eq!(results.iter().filter(|r| **r == Written::Applied).count(), 1, "exactly one settlement is written");
     let stored = s.repo.find(order.user_id, order.id).await.expect("find").expect("order");
     assert!(stored == confirmed || stored == failed);
-    for lost in results.into_iter().flatten() {
-        assert_eq!(lost, stored, "every loser reads the winner's order");
+    for written in results {
+        if let Written::Lost(current) = written {
+            assert_eq!(*current, stored, "every loser reads the winner's order");
+        }
     }
     let events = count(&s.pool, "SELECT count(*) FROM outbox").await;
     assert_eq!(events, i64::from(stored.status == OrderStatus::Confirmed), "an event only for the written one");
@@ -185,10 +188,10 @@ async fn the_sweeper_claims_a_stale_pending_order_once_and_a_request_settling_it
     // The request that placed it settles first; the sweeper's settlement loses.
     let by_request = stale.settle(ChargeOutcome::Charged, at(0)).expect("pending");
     let t = Transition { from: OrderStatus::Pending, next: &by_request, event: None, answer: None };
-    assert_eq!(s.repo.transition(t).await.expect("request"), None);
+    assert_eq!(s.repo.transition(t).await.expect("request"), Written::Applied);
     let by_sweeper = stale.settle(ChargeOutcome::InsufficientFunds, at(0)).expect("pending");
     let t = Transition { from: OrderStatus::Pending, next: &by_sweeper, event: None, answer: None };
-    assert_eq!(s.repo.transition(t).await.expect("sweeper"), Some(by_request));
+    assert_eq!(s.repo.transition(t).await.expect("sweeper"), Written::Lost(Box::new(by_request)));
     s.db.drop_database().await;
 }
 
@@ -261,18 +264,67 @@ async fn a_key_taken_by_a_concurrent_request_is_refused_and_an_abandoned_one_is_
         s.repo.take_over_key(user, &k, Duration::from_secs(10)),
         s.repo.take_over_key(user, &k, Duration::from_secs(10))
     );
-    assert_eq!(u8::from(a.expect("take over")) + u8::from(b.expect("take over")), 1, "exactly one takes over");
+    let (a, b) = (a.expect("take over"), b.expect("take over"));
+    assert_eq!(u8::from(a.is_some()) + u8::from(b.is_some()), 1, "exactly one takes over");
+    let taker = a.or(b).expect("the taker");
+    assert_eq!(taker.generation, 2);
     let found = s.repo.find_key(user, &k).await.expect("find key").expect("key");
     assert_eq!((found.generation, found.lease_expired), (2, false));
-    assert!(!s.repo.take_over_key(user, &k, Duration::from_secs(10)).await.expect("take over"), "leased now");
+    assert!(s.repo.take_over_key(user, &k, Duration::from_secs(10)).await.expect("take over").is_none(), "leased now");
+
+    // The first holder lost its hold: it can neither renew nor answer.
+    let first_holder = Held { key: k.clone(), generation: 1 };
+    assert!(!s.repo.renew_key(user, &first_holder, Duration::from_secs(10)).await.expect("renew"));
+    let stale = Placement::of(&first.fail(at(0)).expect("pending"));
+    assert!(!s.repo.answer_key(user, &first_holder, &stale).await.expect("fenced"));
+    assert!(s.repo.renew_key(user, &taker, Duration::from_secs(10)).await.expect("renew"), "the taker holds it");
 
     // The first answer is final.
     let answer = Placement::of(&first);
-    s.repo.answer_key(user, &k, &answer).await.expect("answer");
+    assert!(s.repo.answer_key(user, &taker, &answer).await.expect("answer"));
     let failed = Placement::of(&first.fail(at(0)).expect("pending"));
-    s.repo.answer_key(user, &k, &failed).await.expect("a second answer");
+    s.repo.answer_key(user, &taker, &failed).await.expect("a second answer");
     let found = s.repo.find_key(user, &k).await.expect("find key").expect("key");
     assert_eq!(found.repeat(&body), Repeat::Replay(answer));
+    s.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_paused_holder_whose_key_was_taken_over_writes_nothing_when_it_resumes() {
+    let s = store().await;
+    let user = Uuid::now_v7();
+    let k = key("paused");
+    let body = json!({"items": []});
+    let order = pending(user, 0);
+    s.repo.create(&order, Some((&k, &body)), Duration::ZERO).await.expect("create");
+    let paused = Held { key: k.clone(), generation: 1 };
+    // While it is paused, a retry takes the key over (generation 2).
+    let taker = s.repo.take_over_key(user, &k, Duration::from_secs(10)).await.expect("take over").expect("taken");
+    // The paused request resumes and tries to settle with its own outcome:
+    // fenced, nothing written, no event.
+    let late = order.settle(ChargeOutcome::InsufficientFunds, at(0)).expect("pending");
+    let answer = Placement::of(&late);
+    let t = Transition {
+        from: OrderStatus::Pending,
+        next: &late,
+        event: Some(confirmed_event(&late)),
+        answer: Some((&paused, &answer)),
+    };
+    assert_eq!(s.repo.transition(t).await.expect("transition"), Written::Fenced);
+    assert_eq!(s.repo.find(user, order.id).await.expect("find").map(|o| o.status), Some(OrderStatus::Pending));
+    assert_eq!(count(&s.pool, "SELECT count(*) FROM outbox").await, 0);
+    // The taker's settlement goes through.
+    let next = order.settle(ChargeOutcome::Charged, at(0)).expect("pending");
+    let answer = Placement::of(&next);
+    let t = Transition {
+        from: OrderStatus::Pending,
+        next: &next,
+        event: Some(confirmed_event(&next)),
+        answer: Some((&taker, &answer)),
+    };
+    assert_eq!(s.repo.transition(t).await.expect("transition"), Written::Applied);
+    let found = s.repo.find_key(user, &k).await.expect("find").expect("key");
+    assert_eq!(found.repeat(&body), Repeat::Replay(Placement::Created { order: next }));
     s.db.drop_database().await;
 }
 

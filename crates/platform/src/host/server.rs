@@ -156,7 +156,7 @@ impl Host {
             probes.extend(area.probes);
             consumers.extend(area.consumers);
             tasks.extend(area.tasks);
-            relays_of.push((pool.clone(), target));
+            relays_of.push((spec.name(), pool.clone(), target));
             pools.push(pool);
         }
 
@@ -183,7 +183,7 @@ impl Host {
         };
         let relays = relays_of
             .into_iter()
-            .map(|(pool, target)| Relay::new(pool, target, publisher.clone(), RelaySettings::default()))
+            .map(|(area, pool, target)| Relay::new(area, pool, target, publisher.clone(), RelaySettings::default()))
             .collect();
 
         let timeout = env.request_timeout();

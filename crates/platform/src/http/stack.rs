@@ -55,9 +55,16 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(make_span).on_request(()).on_response(
-                DefaultOnResponse::new().level(Level::DEBUG).latency_unit(tower_http::LatencyUnit::Micros),
-            ),
+            TraceLayer::new_for_http()
+                .make_span_with(make_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG).latency_unit(tower_http::LatencyUnit::Micros))
+                // Not tower-http's "response failed" at ERROR for every 5xx:
+                // a documented 503 (payment or a dependency unavailable) is
+                // an expected outcome, logged at WARN where it is decided;
+                // what an operator must act on (an unexpected 500) is logged
+                // at ERROR with its cause by `problem::internal`.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))

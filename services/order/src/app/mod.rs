@@ -7,5 +7,6 @@ mod use_cases;
 
 pub use ports::{
     CreateError, DirectoryError, GatewayError, OrderRepository, PaymentGateway, Recipient, Transition, UserDirectory,
+    Written,
 };
 pub use use_cases::{CancelError, OrderService, PlaceError, Placed, Placement, PlacementSettings};

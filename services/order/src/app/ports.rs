@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use twinshop_contracts::events::Envelope;
 use twinshop_platform::{
-    idempotency::{Found, IdempotencyKey},
+    idempotency::{Found, Held, IdempotencyKey},
     pagination::{Page, PageRequest},
 };
 use uuid::Uuid;
@@ -68,13 +68,27 @@ pub enum CreateError {
 
 /// A change of one order's state, decided by a use case: write `next` if
 /// the order is still `from`, with the event it announces and the answer
-/// its idempotency key keeps, all in one transaction.
+/// its idempotency key keeps, all in one transaction. With an answer, the
+/// transaction is fenced on the key: it writes nothing unless the request
+/// still holds the key.
 #[derive(Debug)]
 pub struct Transition<'a> {
     pub from: OrderStatus,
     pub next: &'a Order,
     pub event: Option<Envelope<Value>>,
-    pub answer: Option<(&'a IdempotencyKey, &'a Placement)>,
+    pub answer: Option<(&'a Held, &'a Placement)>,
+}
+
+/// What became of a [`Transition`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Written, with its event and answer.
+    Applied,
+    /// Someone moved the order first; this is the order as it now is.
+    Lost(Box<Order>),
+    /// The request no longer holds its key (another took it over while
+    /// this one was stalled): nothing was written.
+    Fenced,
 }
 
 /// The order store: it persists what the use cases decide, each call one
@@ -86,9 +100,14 @@ pub trait OrderRepository: Send + Sync {
     /// The placement key of `user_id`, if used before.
     async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<Found<Placement>>>;
 
-    /// Leases an abandoned key to this request; `false` if another request
-    /// took it over first.
-    async fn take_over_key(&self, user_id: Uuid, key: &IdempotencyKey, lease: Duration) -> anyhow::Result<bool>;
+    /// Leases an abandoned key to this request, in a new generation;
+    /// `None` if another request took it over first.
+    async fn take_over_key(&self, user_id: Uuid, key: &IdempotencyKey, lease: Duration)
+    -> anyhow::Result<Option<Held>>;
+
+    /// Extends the lease of a key the request still holds; `false` if it
+    /// lost it.
+    async fn renew_key(&self, user_id: Uuid, held: &Held, lease: Duration) -> anyhow::Result<bool>;
 
     /// Records the order as it is (`pending`), with the key (if any) in the
     /// same transaction, leased to this request for `lease`. Errors:
@@ -100,13 +119,13 @@ pub trait OrderRepository: Send + Sync {
         lease: Duration,
     ) -> Result<(), CreateError>;
 
-    /// Writes the transition if the order is still in its `from` state.
-    /// `Ok(None)`: written; `Ok(Some(order))`: someone moved it first, and
-    /// this is the order as it now is (nothing was written).
-    async fn transition(&self, transition: Transition<'_>) -> anyhow::Result<Option<Order>>;
+    /// Writes the transition if the order is still in its `from` state (and,
+    /// with an answer, if the request still holds its key).
+    async fn transition(&self, transition: Transition<'_>) -> anyhow::Result<Written>;
 
-    /// Stores the key's answer, unless it has one already.
-    async fn answer_key(&self, user_id: Uuid, key: &IdempotencyKey, answer: &Placement) -> anyhow::Result<()>;
+    /// Stores the key's answer, unless it has one already or the request no
+    /// longer holds the key (`false`).
+    async fn answer_key(&self, user_id: Uuid, held: &Held, answer: &Placement) -> anyhow::Result<bool>;
 
     /// The user's order (`None` for another user's order).
     async fn find(&self, user_id: Uuid, order_id: Uuid) -> anyhow::Result<Option<Order>>;

@@ -16,20 +16,22 @@ use time::OffsetDateTime;
 use tracing::instrument;
 use twinshop_contracts::events::{Envelope, OrderCancelled, OrderConfirmed, OrderRejected};
 use twinshop_platform::{
-    idempotency::{IdempotencyKey, Repeat},
+    idempotency::{Held, IdempotencyKey, Repeat},
     pagination::{Page, PageRequest},
 };
 use uuid::Uuid;
 
-use super::ports::{CreateError, GatewayError, OrderRepository, PaymentGateway, Transition, UserDirectory};
+use super::ports::{CreateError, GatewayError, OrderRepository, PaymentGateway, Transition, UserDirectory, Written};
 use crate::domain::{ConsistencyMode, NotCancellable, Order, OrderRequest, OrderStatus, Product, ShipTo, price};
 
 /// Placement tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct PlacementSettings {
     pub mode: ConsistencyMode,
-    /// How long a request holds its idempotency key before another request
-    /// with the same key may take over (longer than a whole placement).
+    /// How long a request's hold on its idempotency key lasts without
+    /// renewal. The request renews it while it works, so this bounds how
+    /// long a retry waits after the holder died (not how long a placement
+    /// may take).
     pub key_lease: Duration,
     /// How long an order may stay `pending` before the sweeper settles it
     /// (the payment deadline plus a margin).
@@ -97,6 +99,15 @@ pub enum CancelError {
     NotCancellable(#[from] NotCancellable),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// Renews a held key's lease until dropped.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Clone)]
@@ -207,8 +218,46 @@ impl OrderService {
             Err(CreateError::Unexpected(e)) => return Err(e.into()),
         }
 
-        // 3 and 4. Charge, then settle.
-        self.charge_and_settle(order, key.as_ref()).await
+        // 3 and 4. Charge, then settle, holding the key meanwhile.
+        let held = key.map(|key| Held { key, generation: 1 });
+        let _renewal = held.as_ref().map(|h| self.keep_holding(user_id, h.clone()));
+        self.charge_and_settle(order, held.as_ref()).await
+    }
+
+    /// Renews the lease of `held` until the returned guard is dropped (the
+    /// request finished, or died with its process: then the lease runs out
+    /// within `key_lease` and a retry may take over).
+    fn keep_holding(&self, user_id: Uuid, held: Held) -> Renewal {
+        let (repo, lease) = (self.repo.clone(), self.settings.key_lease);
+        Renewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                match repo.renew_key(user_id, &held, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(generation = held.generation, "lost the hold on an idempotency key");
+                        break;
+                    }
+                    Err(err) => tracing::warn!(error = format!("{err:#}"), "renewing an idempotency lease failed"),
+                }
+            }
+        }))
+    }
+
+    /// The answer for a request whose write was fenced off its key.
+    async fn fenced(&self, user_id: Uuid, held: Option<&Held>) -> Result<Placed, PlaceError> {
+        match held {
+            Some(held) => self.as_it_stands(user_id, &held.key).await,
+            None => Err(PlaceError::Unexpected(anyhow::anyhow!("fenced without a key"))),
+        }
+    }
+
+    /// What the key says now, for a request that lost its hold on it.
+    async fn as_it_stands(&self, user_id: Uuid, key: &IdempotencyKey) -> Result<Placed, PlaceError> {
+        match self.repo.find_key(user_id, key).await?.and_then(|found| found.outcome) {
+            Some(answer) => Ok(Placed::Replayed(answer)),
+            None => Err(PlaceError::KeyInUse),
+        }
     }
 
     /// A request repeating a key: replay, refuse, or take over.
@@ -224,58 +273,79 @@ impl OrderService {
             Repeat::InUse => return Err(PlaceError::KeyInUse),
             Repeat::Abandoned { resource_id } => resource_id.context("a placement key without its order")?,
         };
-        if !self.repo.take_over_key(user_id, key, self.settings.key_lease).await? {
+        let Some(held) = self.repo.take_over_key(user_id, key, self.settings.key_lease).await? else {
             return Err(PlaceError::KeyInUse);
-        }
-        // The request that held the key died: carry on with the same order.
-        tracing::info!(order_id = %order_id, "taking over an abandoned placement");
+        };
+        // The request that held the key stopped: carry on with the same order.
+        tracing::info!(order_id = %order_id, generation = held.generation, "taking over an abandoned placement");
+        let _renewal = self.keep_holding(user_id, held.clone());
         let order = self.repo.find(user_id, order_id).await?.context("the keyed order vanished")?;
         if order.status == OrderStatus::Pending {
-            return self.charge_and_settle(order, Some(key)).await;
+            return self.charge_and_settle(order, Some(&held)).await;
         }
-        self.repo.answer_key(user_id, key, &Placement::of(&order)).await?;
+        if !self.repo.answer_key(user_id, &held, &Placement::of(&order)).await? {
+            return self.as_it_stands(user_id, key).await;
+        }
         Ok(Placed::Created(order))
     }
 
-    /// Moves `order` to `next` (announcing it, answering `key`), or returns
-    /// the order as someone else left it.
-    async fn write(&self, order: &Order, next: Order, key: Option<&IdempotencyKey>) -> anyhow::Result<Order> {
-        let answer = key.map(|k| (k, Placement::of(&next)));
+    /// Moves `order` to `next`, announcing it and answering `held`'s key;
+    /// `Ok(None)` if the request lost its hold on the key (nothing written),
+    /// else the order as it now is (someone else's state if they moved it
+    /// first).
+    async fn write(&self, order: &Order, next: Order, held: Option<&Held>) -> anyhow::Result<Option<Order>> {
+        let answer = held.map(|h| (h, Placement::of(&next)));
         let transition = Transition {
             from: order.status,
             next: &next,
             event: announcement(&next)?,
-            answer: answer.as_ref().map(|(k, a)| (*k, a)),
+            answer: answer.as_ref().map(|(h, a)| (*h, a)),
         };
         match self.repo.transition(transition).await? {
-            None => Ok(next),
-            Some(current) => {
+            Written::Applied => Ok(Some(next)),
+            Written::Fenced => Ok(None),
+            Written::Lost(current) => {
+                let current = *current;
                 // Settled by someone else (the sweeper, a retry): the key's
                 // answer is the order as they left it.
-                if let Some(key) = key {
-                    self.repo.answer_key(current.user_id, key, &Placement::of(&current)).await?;
+                if let Some(held) = held
+                    && !self.repo.answer_key(current.user_id, held, &Placement::of(&current)).await?
+                {
+                    return Ok(None);
                 }
-                Ok(current)
+                Ok(Some(current))
             }
         }
     }
 
-    async fn charge_and_settle(&self, order: Order, key: Option<&IdempotencyKey>) -> Result<Placed, PlaceError> {
+    async fn charge_and_settle(&self, order: Order, held: Option<&Held>) -> Result<Placed, PlaceError> {
         let settled = match self.payments.charge(order.id, order.user_id, order.total_cents).await {
-            Ok(outcome) => self.write(&order, order.settle(outcome, now_micros()).context("settling")?, key).await?,
+            Ok(outcome) => {
+                let next = order.settle(outcome, now_micros()).context("settling")?;
+                match self.write(&order, next, held).await? {
+                    Some(order) => order,
+                    None => return self.fenced(order.user_id, held).await,
+                }
+            }
             Err(GatewayError::Unavailable(err)) => {
                 tracing::warn!(error = format!("{err:#}"), mode = ?self.settings.mode, "payment unavailable");
                 match self.settings.mode {
                     ConsistencyMode::Strict => {
-                        let order = self.write(&order, order.fail(now_micros()).context("failing")?, key).await?;
+                        let Some(order) =
+                            self.write(&order, order.fail(now_micros()).context("failing")?, held).await?
+                        else {
+                            return self.fenced(order.user_id, held).await;
+                        };
                         if order.status == OrderStatus::Failed {
                             return Err(PlaceError::PaymentUnavailable(Box::new(order)));
                         }
                         order
                     }
                     ConsistencyMode::Available => {
-                        if let Some(key) = key {
-                            self.repo.answer_key(order.user_id, key, &Placement::of(&order)).await?;
+                        if let Some(held) = held
+                            && !self.repo.answer_key(order.user_id, held, &Placement::of(&order)).await?
+                        {
+                            return self.fenced(order.user_id, Some(held)).await;
                         }
                         order
                     }
@@ -305,7 +375,7 @@ impl OrderService {
         let Some(next) = order.cancel(now_micros())? else {
             return Ok(order);
         };
-        let current = self.write(&order, next, None).await?;
+        let current = self.write(&order, next, None).await?.context("fenced without a key")?;
         // Lost a race: cancelled meanwhile is the same answer; anything else
         // cannot happen to a confirmed order, but is answered truthfully.
         current.cancel(current.updated_at)?;
@@ -328,7 +398,7 @@ impl OrderService {
             match self.payments.charge(order.id, order.user_id, order.total_cents).await {
                 Ok(outcome) => {
                     let next = order.settle(outcome, now_micros()).context("settling")?;
-                    let order = self.write(&order, next, None).await?;
+                    let order = self.write(&order, next, None).await?.context("fenced without a key")?;
                     tracing::info!(order_id = %order.id, status = order.status.as_str(), "sweeper settled a pending order");
                     settled += 1;
                 }

@@ -11,7 +11,10 @@
 //! exponential backoff, all in one short transaction. If the process dies
 //! between the broker's confirm and the commit, the rows are published again
 //! later: delivery is at-least-once, and consumers deduplicate on
-//! `event_id`. Published rows are deleted after `retention`.
+//! `event_id`. Published rows are deleted after `retention`. What the relay
+//! logs and measures about its own health is in [`watch`].
+
+mod watch;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -135,25 +138,51 @@ struct Row {
 /// Moves outbox rows to a [`Publisher`].
 #[derive(Clone)]
 pub struct Relay {
+    area: &'static str,
     pool: PgPool,
     target: DbTarget,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
 }
 
+/// What one relay pass did.
+#[derive(Debug, Default)]
+struct Pass {
+    published: usize,
+    /// Events that could not be published (they stay, for a retry).
+    failed: usize,
+    /// The first failure's reason.
+    first_error: Option<String>,
+}
+
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("target", &self.target).field("settings", &self.settings).finish()
+        f.debug_struct("Relay")
+            .field("area", &self.area)
+            .field("target", &self.target)
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, target: DbTarget, publisher: Arc<dyn Publisher>, settings: RelaySettings) -> Self {
-        Self { pool, target, publisher, settings }
+    /// A relay of `area`'s outbox (the name labels its logs and metrics).
+    pub fn new(
+        area: &'static str,
+        pool: PgPool,
+        target: DbTarget,
+        publisher: Arc<dyn Publisher>,
+        settings: RelaySettings,
+    ) -> Self {
+        Self { area, pool, target, publisher, settings }
     }
 
     /// Claims, publishes and marks one batch. Returns how many were published.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        Ok(self.pass().await?.published)
+    }
+
+    async fn pass(&self) -> anyhow::Result<Pass> {
         let mut tx = self.pool.begin().await.context("beginning the relay transaction")?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT event_id, event_type, body, trace_context, attempts FROM outbox \
@@ -165,7 +194,7 @@ impl Relay {
         .await
         .context("claiming outbox rows")?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Pass::default());
         }
         let batch: Vec<OutboxMessage> = rows
             .into_iter()
@@ -179,6 +208,7 @@ impl Relay {
             .collect();
         let results = self.publisher.publish(&batch).await;
         let mut published = Vec::new();
+        let (mut failed, mut first_error) = (0, None);
         for (msg, result) in batch.iter().zip(results) {
             match result {
                 Delivery::Done => published.push(msg.event_id),
@@ -194,8 +224,12 @@ impl Relay {
                 }
                 Delivery::Failed { error, retry_in } => {
                     let backoff = retry_in.unwrap_or_else(|| backoff(msg.attempts, self.settings.max_backoff));
-                    tracing::warn!(event_id = %msg.event_id, event_type = msg.event_type, attempts = msg.attempts + 1,
+                    // One line per event and attempt only at DEBUG: the
+                    // watch logs the state change and a summary.
+                    tracing::debug!(event_id = %msg.event_id, event_type = msg.event_type, attempts = msg.attempts + 1,
                         retry_in_ms = backoff.as_millis() as u64, error = format!("{error:#}"), "publish failed, will retry");
+                    failed += 1;
+                    first_error.get_or_insert_with(|| format!("{error:#}"));
                     metrics::counter!("outbox_publish_failures_total", "event_type" => msg.event_type.clone())
                         .increment(1);
                     sqlx::query(
@@ -217,8 +251,8 @@ impl Relay {
             .await
             .context("marking rows published")?;
         tx.commit().await.context("committing the relay transaction")?;
-        metrics::counter!("outbox_published_total").increment(published.len() as u64);
-        Ok(published.len())
+        metrics::counter!("outbox_published_total", "area" => self.area).increment(published.len() as u64);
+        Ok(Pass { published: published.len(), failed, first_error })
     }
 
     /// Deletes rows published longer ago than the retention period.
@@ -239,6 +273,7 @@ impl Relay {
         let mut listener: Option<PgListener> = None;
         let mut last_cleanup = tokio::time::Instant::now();
         let mut failures = 0u32;
+        let mut watch = watch::Watch::new(self.area);
         loop {
             if shutdown.is_shutting_down() {
                 break;
@@ -246,15 +281,19 @@ impl Relay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            match self.relay_once().await {
-                Ok(n) if n as i64 >= self.settings.batch_size => {
+            match self.pass().await {
+                Ok(pass) => {
+                    let full = pass.published + pass.failed >= self.settings.batch_size as usize;
+                    watch.after_pass(&self.pool, pass.published, pass.failed, pass.first_error).await;
                     failures = 0;
-                    continue;
+                    if full && pass.failed == 0 {
+                        continue;
+                    }
                 }
-                Ok(_) => failures = 0,
                 Err(err) => {
                     failures += 1;
-                    tracing::warn!(error = format!("{err:#}"), "outbox relay pass failed");
+                    tracing::debug!(error = format!("{err:#}"), "outbox relay pass failed");
+                    watch.after_pass(&self.pool, 0, 0, Some(format!("{err:#}"))).await;
                 }
             }
             if last_cleanup.elapsed() > Duration::from_secs(600) {
