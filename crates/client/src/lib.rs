@@ -17,6 +17,9 @@
 //!   `Idempotency-Key`, a JSON or raw body with any or no content type) and
 //!   the whole answer ([`Response`], in [`response`]). The load generator's
 //!   hot path.
+//! - [`resend`]: sending again, once and counted ([`Client::resends`]), a
+//!   safe request a reused keep-alive connection lost before any answer
+//!   (a server closing idle connections, as nginx does on a reload).
 //! - [`record`]: a hook that sees every exchange ([`Exchange`],
 //!   [`ExchangeLog`]), for checking answers against the OpenAPI document.
 //! - [`api`]: the typed layer, one method per endpoint of API.md, on
@@ -65,6 +68,7 @@ pub mod error;
 pub mod internal;
 pub mod raw;
 pub mod record;
+pub mod resend;
 pub mod response;
 pub mod types;
 

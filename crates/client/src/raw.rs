@@ -16,8 +16,22 @@
 //! It is also what keeps traffic where it is meant to go: every request is
 //! the base URL plus a path, redirects are never followed (a 3xx is an
 //! answer like any other), and only `http://` is spoken.
+//!
+//! One thing it does beyond sending once: a request that a *reused*
+//! keep-alive connection lost before any answer byte arrived (a server
+//! closing idle connections, as nginx does on every reload) is sent once
+//! more on a new connection when that is safe, and counted
+//! ([`Client::resends`]); [`crate::resend`] says exactly when.
 
-use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::{BodyExt as _, Full};
@@ -32,6 +46,7 @@ pub use crate::response::Response;
 use crate::{
     error::{BoxError, SendError, TransportError},
     record::{Exchange, Recorder},
+    resend::{self, Connector},
 };
 
 /// How long a request may take, connecting and reading the whole answer
@@ -87,11 +102,21 @@ impl ClientBuilder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.timeout));
         connector.enforce_http(true);
+        let connector = Connector::new(connector);
+        // hyper-util's own resend of unwritten requests is off: crate::resend
+        // does it, with the rest, and counts every resend.
         let pool = Pool::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(usize::MAX)
+            .retry_canceled_requests(false)
+            .build(connector.clone());
+        // No idle connections: every request over it gets a new one.
+        let fresh = Pool::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .retry_canceled_requests(false)
             .build(connector);
-        Ok(Client { base, timeout: self.timeout, shared: Arc::new(Shared { pool, recorder: self.recorder }) })
+        let shared = Shared { pool, fresh, recorder: self.recorder, resends: AtomicU64::new(0) };
+        Ok(Client { base, timeout: self.timeout, shared: Arc::new(shared) })
     }
 }
 
@@ -123,8 +148,13 @@ pub struct Client {
 
 /// What every clone of a client shares.
 struct Shared {
-    pool: Pool<HttpConnector, Full<Bytes>>,
+    /// Keep-alive connections, reused.
+    pool: Pool<Connector, Full<Bytes>>,
+    /// A new connection per request: for resends only.
+    fresh: Pool<Connector, Full<Bytes>>,
     recorder: Option<Recorder>,
+    /// Requests sent a second time (see [`Client::resends`]).
+    resends: AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -133,6 +163,7 @@ impl fmt::Debug for Client {
             .field("base", &self.base)
             .field("timeout", &self.timeout)
             .field("recorder", &self.shared.recorder.is_some())
+            .field("resends", &self.resends())
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +193,17 @@ impl Client {
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// How many requests this client and its clones (they share one pool)
+    /// have sent a second time, on a new connection, because a reused
+    /// keep-alive connection died under them before any answer byte came
+    /// back: `GET`, `HEAD`, `OPTIONS` or keyed requests that were written,
+    /// and any request that was not (see [`crate::resend`]). A lab reports
+    /// it beside its error counts: such a request succeeded, but only at
+    /// the second attempt.
+    pub fn resends(&self) -> u64 {
+        self.shared.resends.load(Ordering::Relaxed)
     }
 
     /// A request to `base URL + path` (`path` starts with `/` and may carry
@@ -395,12 +437,27 @@ impl RequestBuilder<'_> {
             Err(why) => return Err(fail(TransportError::InvalidRequest, Some(why))),
         };
         let recorded_path = client.shared.recorder.as_ref().map(|_| uri.path().to_owned());
-        let mut http_request = http::Request::new(Full::new(body));
-        *http_request.method_mut() = method.clone();
-        *http_request.uri_mut() = uri;
-        *http_request.headers_mut() = headers;
+        let safe = resend::safe_to_repeat(&method, &headers);
+        // Kept for a resend: a request is consumed by sending it.
+        let again = (uri.clone(), headers.clone(), body.clone());
+        let request = |uri, headers, body| {
+            let mut http_request = http::Request::new(Full::new(body));
+            *http_request.method_mut() = method.clone();
+            *http_request.uri_mut() = uri;
+            *http_request.headers_mut() = headers;
+            http_request
+        };
+        let shared = &client.shared;
         let exchange = async {
-            let response = client.shared.pool.request(http_request).await.map_err(BoxError::from)?;
+            let response = match shared.pool.request(request(uri, headers, body)).await {
+                Ok(response) => response,
+                Err(e) if resend::may_resend(&e, safe) => {
+                    shared.resends.fetch_add(1, Ordering::Relaxed);
+                    let (uri, headers, body) = again;
+                    shared.fresh.request(request(uri, headers, body)).await.map_err(BoxError::from)?
+                }
+                Err(e) => return Err(BoxError::from(e)),
+            };
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(BoxError::from)?.to_bytes();
             Ok::<_, BoxError>(Response { status: parts.status, headers: parts.headers, body })
