@@ -1,19 +1,28 @@
-//! A short real run of the `loadtest` binary against a spawned monolith:
-//! it must set up its users, send traffic, pass the correctness check and
-//! write its three reports. Nothing here asserts speed.
+//! A short real run of the `loadtest` binary against a monolith the
+//! launcher started: it must set up its users, send traffic, pass the
+//! correctness check and write its three reports. Nothing here asserts speed.
 //!
-//! Needs the backing services and the workspace binaries
-//! (`cargo build --workspace --bins`), like the other end-to-end tests.
+//! Needs the backing services and the monolith's debug binary
+//! (`cargo build --bins -p twinshop-monolith`), like the end-to-end tests.
 
-use twinshop_e2e::Monolith;
+use std::time::Duration;
+
+use twinshop_launcher::{LogTarget, Plan, System, plan::workspace_root};
 use twinshop_loadtest::report::RunReport;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_open_model_run_against_the_monolith_stays_correct_and_writes_its_reports() {
-    let mono = Monolith::start("strict").await;
+    let logs = workspace_root().join("target/loadtest-test-logs").join(format!("monolith-run-{}", uuid_like()));
+    let plan = Plan::monolith()
+        .without_edge()
+        .logs(LogTarget::Dir(logs.clone()))
+        .drain(Duration::from_secs(10))
+        .env_all("SHUTDOWN_TIMEOUT", "5");
+    let mono = System::start(plan).await.unwrap_or_else(|e| panic!("starting the monolith: {e:#}"));
+    let base_url = mono.processes().first().map(|p| p.public_url()).expect("the monolith runs");
     let out = std::env::temp_dir().join(format!("loadtest-e2e-{}", uuid_like()));
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["run", "--base-url", &mono.url(), "--rate", "30", "--duration", "3s", "--warmup", "1s"])
+        .args(["run", "--base-url", &base_url, "--rate", "30", "--duration", "3s", "--warmup", "1s"])
         .args(["--setup-users", "6", "--seed", "42", "--quiet", "--label", "e2e"])
         .arg("--out")
         .arg(&out)
@@ -41,7 +50,9 @@ async fn a_short_open_model_run_against_the_monolith_stays_correct_and_writes_it
     assert!(markdown.contains("**Correctness: PASSED**"), "{markdown}");
 
     let _ = std::fs::remove_dir_all(&out);
-    mono.stop().await;
+    let stopped = mono.stop().await.expect("stop");
+    assert!(stopped.problems.is_empty(), "{:?}", stopped.problems);
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 fn uuid_like() -> String {

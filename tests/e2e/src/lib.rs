@@ -1,376 +1,158 @@
-//! A running microservices build for end-to-end tests: the `user-service`,
-//! `payment-service` and `order-service` binaries started as real processes
-//! (so they can be killed with SIGKILL and restarted), each with its own test
-//! database, all sharing one private broker namespace.
+//! What the end-to-end tests share: a build started as real processes by
+//! the one launcher ([`twinshop_launcher::System`]), a client of it
+//! ([`twinshop_client`]), and the checks the failure tests end with (nothing
+//! pending, not a cent made or lost), read from the services' own databases.
 //!
-//! The binaries are the workspace's debug builds next to the test executable
-//! (`cargo test --workspace` and `cargo nextest run --workspace` build them).
+//! Why it exists: every test starts either build the way `make run` and the
+//! labs do (so a test's `kill -9` is a lab's), and talks to it the way any
+//! client would; what is left here is only what several tests need.
+//! [`openapi`] holds what the conformance runs saw to the OpenAPI document.
+//!
+//! The binaries are the workspace's debug builds in `target/debug`; build
+//! them first: `cargo build --bins -p twinshop-user -p twinshop-payment
+//! -p twinshop-order -p twinshop-monolith`. Each process's log is in
+//! `target/e2e-logs/<test>-<pid>/`, kept when a test fails.
 
-mod edge;
-mod monolith;
 pub mod openapi;
 
-pub use edge::Edge;
-pub use monolith::Monolith;
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
-use serde_json::{Value, json};
-use twinshop_testkit::{TestDb, dev_keys, eventually, unique_name};
+use serde_json::Value;
+use twinshop_client::{Address, Client, NewUser, Response, SendError, UserClient};
+use twinshop_launcher::{Build, LogTarget, Plan, ProcessId, plan::workspace_root};
+pub use twinshop_launcher::{Service, System};
+use twinshop_testkit::{eventually, unique_name};
 use uuid::Uuid;
 
-/// The three services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Svc {
-    User,
-    Payment,
-    Order,
-}
-
-impl Svc {
-    pub const ALL: [Svc; 3] = [Svc::User, Svc::Payment, Svc::Order];
-
-    fn name(self) -> &'static str {
-        match self {
-            Svc::User => "user",
-            Svc::Payment => "payment",
-            Svc::Order => "order",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Svc::User => "USER_",
-            Svc::Payment => "PAYMENT_",
-            Svc::Order => "ORDER_",
-        }
-    }
-}
-
-/// How to run the stack.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// `ORDER_CONSISTENCY_MODE`.
-    pub mode: &'static str,
-    /// `ORDER_PAYMENT_DEADLINE_MS`.
-    pub payment_deadline_ms: u64,
-    /// `ORDER_SWEEP_INTERVAL_MS`.
-    pub sweep_interval_ms: u64,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` for every process.
-    pub otlp_endpoint: Option<String>,
-    /// Replaces `*_AMQP_URL` of every service (e.g. a proxy the test cuts).
-    pub amqp_url: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { mode: "strict", payment_deadline_ms: 1_000, sweep_interval_ms: 200, otlp_endpoint: None, amqp_url: None }
-    }
-}
-
-pub(crate) fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test> → target/debug
-    exe.parent().and_then(|p| p.parent()).map(PathBuf::from).expect("target dir")
-}
-
-pub(crate) use twinshop_testkit::free_port;
-
-struct Ports {
-    http: u16,
-    internal: u16,
-}
-
-/// Dropping a stack that was not stopped (a test failed) kills its
-/// processes, so none outlives the test; the logs stay for a post-mortem.
-pub struct Stack {
-    pub options: Options,
-    pub namespace: String,
-    pub dbs: HashMap<Svc, TestDb>,
-    ports: HashMap<Svc, Ports>,
-    children: HashMap<Svc, Child>,
-    pub client: reqwest::Client,
-    log_dir: PathBuf,
-}
-
-impl std::fmt::Debug for Stack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stack")
-            .field("namespace", &self.namespace)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for (_, mut child) in self.children.drain() {
-            let _ = child.kill();
-            let _ = child.wait();
+/// The plan every test starts from: `build` from the debug binaries, fresh
+/// databases and events namespace, free ports, the edge, logs in files, the
+/// backing services `TEST_DATABASE_URL`, `TEST_REDIS_URL` and
+/// `TEST_AMQP_URL` name (as every other test's), quick drains, the sweeper
+/// every 200 ms, at most two password hashes at once and, in the
+/// microservices, 8 connections per pool and a 1 s payment deadline.
+/// Tests add their own settings with [`Plan::env`].
+pub fn plan(build: Build, test: &str) -> Plan {
+    let logs = workspace_root().join("target/e2e-logs").join(format!("{test}-{}", std::process::id()));
+    let mut plan = Plan::new(build)
+        .logs(LogTarget::Dir(logs))
+        .drain(Duration::from_secs(10))
+        .env_all("SHUTDOWN_TIMEOUT", "5")
+        .env_all("RUST_LOG", "info");
+    let admin = twinshop_testkit::admin_database_url();
+    let (server, params) = admin.split_once('?').map_or((admin.as_str(), ""), |(s, p)| (s, p));
+    plan.backing.postgres = server.rsplit_once('/').map_or(server, |(s, _)| s).to_owned();
+    plan.backing.postgres_params = if params.is_empty() { String::new() } else { format!("?{params}") };
+    plan.backing.redis = twinshop_testkit::redis_url();
+    plan.backing.amqp = twinshop_testkit::amqp_url();
+    match build {
+        Build::Monolith => plan.env(Service::Monolith, "MONOLITH_HASH_CONCURRENCY", "2").env(
+            Service::Monolith,
+            "MONOLITH_SWEEP_INTERVAL_MS",
+            "200",
+        ),
+        Build::Microservices => {
+            for service in build.services() {
+                plan = plan.env(*service, format!("{}DB_MAX_CONNECTIONS", service.env_prefix()), "8");
+            }
+            plan.env(Service::User, "USER_HASH_CONCURRENCY", "2")
+                .env(Service::Order, "ORDER_PAYMENT_DEADLINE_MS", "1000")
+                .env(Service::Order, "ORDER_SWEEP_INTERVAL_MS", "200")
         }
     }
 }
 
-impl Stack {
-    /// Creates the databases, migrates, starts all three and waits until ready.
-    pub async fn start(options: Options) -> Self {
+/// A running build and a client of it. Dropping it without
+/// [`Shop::stop`] (a test failed) kills every process and removes the
+/// databases and queues; the logs stay.
+#[derive(Debug)]
+pub struct Shop {
+    system: System,
+    /// The edge, or the only process's public port in a plan without one.
+    client: Client,
+    logs: Option<PathBuf>,
+}
+
+impl Shop {
+    /// Starts `plan` and waits until it is ready.
+    pub async fn start(plan: Plan) -> Self {
         twinshop_testkit::require_backing_services();
-        let namespace = unique_name("e2e");
-        let mut dbs = HashMap::new();
-        let mut ports = HashMap::new();
-        for svc in Svc::ALL {
-            dbs.insert(svc, TestDb::create(svc.name()).await);
-            ports.insert(svc, Ports { http: free_port(), internal: free_port() });
-        }
-        let log_dir = bin_dir().join("e2e-logs").join(&namespace);
-        std::fs::create_dir_all(&log_dir).expect("log dir");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-        let mut stack = Self { options, namespace, dbs, ports, children: HashMap::new(), client, log_dir };
-        for svc in Svc::ALL {
-            let out = stack.command(svc).arg("migrate").output().expect("run migrate");
-            assert!(out.status.success(), "{} migrate failed: {}", svc.name(), String::from_utf8_lossy(&out.stdout));
-        }
-        for svc in Svc::ALL {
-            stack.spawn(svc).await;
-        }
-        stack
+        let logs = match &plan.logs {
+            LogTarget::Dir(dir) => Some(dir.clone()),
+            _ => None,
+        };
+        let system = System::start(plan).await.unwrap_or_else(|e| panic!("starting the build: {e:#}"));
+        let base = match system.url() {
+            Some(edge) => edge,
+            None => system.processes().first().map(|p| p.public_url()).expect("a process"),
+        };
+        let client = Client::builder().timeout(Duration::from_secs(20)).build(&base).expect("a client of the build");
+        Self { system, client, logs }
     }
 
-    fn env(&self, svc: Svc) -> Vec<(String, String)> {
-        let (private_key, public_key) = dev_keys();
-        let amqp = self.options.amqp_url.clone().unwrap_or_else(twinshop_testkit::amqp_url);
-        let p = svc.prefix();
-        let port = &self.ports[&svc];
-        let mut env = vec![
-            (format!("{p}BIND_ADDRESS"), "127.0.0.1".to_owned()),
-            (format!("{p}HTTP_PORT"), port.http.to_string()),
-            (format!("{p}INTERNAL_PORT"), port.internal.to_string()),
-            (format!("{p}DATABASE_URL"), self.dbs[&svc].url.clone()),
-            (format!("{p}AMQP_URL"), amqp),
-            (format!("{p}DB_MAX_CONNECTIONS"), "8".to_owned()),
-            ("JWT_PUBLIC_KEY".to_owned(), public_key),
-            ("EVENTS_NAMESPACE".to_owned(), self.namespace.clone()),
-            ("SHUTDOWN_TIMEOUT".to_owned(), "5".to_owned()),
-            ("RUST_LOG".to_owned(), "info".to_owned()),
-        ];
-        match svc {
-            Svc::User => {
-                env.push(("USER_REDIS_URL".into(), twinshop_testkit::redis_url()));
-                env.push(("JWT_PRIVATE_KEY".into(), private_key));
-                env.push(("USER_HASH_CONCURRENCY".into(), "2".into()));
-            }
-            Svc::Order => {
-                env.push((
-                    "ORDER_USER_SERVICE_URL".into(),
-                    format!("http://127.0.0.1:{}", self.ports[&Svc::User].internal),
-                ));
-                env.push((
-                    "ORDER_PAYMENT_GRPC_URL".into(),
-                    format!("http://127.0.0.1:{}", self.ports[&Svc::Payment].internal),
-                ));
-                env.push(("ORDER_CONSISTENCY_MODE".into(), self.options.mode.into()));
-                env.push(("ORDER_PAYMENT_DEADLINE_MS".into(), self.options.payment_deadline_ms.to_string()));
-                env.push(("ORDER_SWEEP_INTERVAL_MS".into(), self.options.sweep_interval_ms.to_string()));
-            }
-            Svc::Payment => {}
-        }
-        if let Some(otlp) = &self.options.otlp_endpoint {
-            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp.clone()));
-        }
-        env
+    /// The running system (its processes, databases, edge).
+    pub fn system(&self) -> &System {
+        &self.system
     }
 
-    fn command(&self, svc: Svc) -> Command {
-        let bin = bin_dir().join(format!("{}-service", svc.name()));
-        assert!(
-            bin.exists(),
-            "{} is missing: build the binaries first (cargo build --workspace --bins)",
-            bin.display()
-        );
-        let mut cmd = Command::new(bin);
-        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(self.env(svc));
-        cmd
+    /// A client of the build's one base URL: the edge (or the only process).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
-    /// Starts `svc` (again) and waits until its `/readyz` is 200.
-    pub async fn spawn(&mut self, svc: Svc) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_dir.join(format!("{}.log", svc.name())))
-            .expect("log file");
-        let child = self
-            .command(svc)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn");
-        self.children.insert(svc, child);
-        let url = format!("http://127.0.0.1:{}/readyz", self.ports[&svc].internal);
-        let client = self.client.clone();
-        eventually(&format!("{} is ready", svc.name()), Duration::from_secs(30), || {
-            let (client, url) = (client.clone(), url.clone());
-            async move { client.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-        .await;
+    /// A client of `service`'s own public port, bypassing the edge (for a
+    /// test about what a caller of that process sees when it dies).
+    pub fn direct(&self, service: Service) -> Client {
+        let process = self.system.process(ProcessId::new(service, 1)).expect("the service runs");
+        self.client.at(&process.public_url()).expect("a client of the process")
     }
 
-    /// `kill -9`: no drain, no goodbye.
-    pub fn kill(&mut self, svc: Svc) {
-        if let Some(mut child) = self.children.remove(&svc) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait (a graceful stop).
-    pub fn terminate(&mut self, svc: Svc) {
-        if let Some(mut child) = self.children.remove(&svc) {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-    }
-
-    /// `host:port` of a service's public API (an edge upstream).
-    pub fn public_addr(&self, svc: Svc) -> String {
-        format!("127.0.0.1:{}", self.ports[&svc].http)
-    }
-
-    /// The public base URL of a service.
-    pub fn url(&self, svc: Svc) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&svc].http)
-    }
-
-    /// The internal base URL of a service.
-    pub fn internal_url(&self, svc: Svc) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&svc].internal)
-    }
-
-    pub async fn db(&self, svc: Svc) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.dbs[&svc].url)
+    /// `kill -9` of `service` (no drain, no goodbye); returns once it is gone.
+    pub async fn kill(&self, service: Service) {
+        let id = ProcessId::new(service, 1);
+        self.system.kill(id).await.expect("SIGKILL");
+        let mut status = self.system.supervisor(id).expect("supervisor").watch();
+        tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.pid.is_none()))
             .await
-            .expect("connect to a test database")
+            .expect("the killed process is gone within 10 s")
+            .expect("its supervisor runs");
     }
 
-    /// Stops every process gracefully and removes the databases and queues.
-    pub async fn stop(mut self) {
-        for svc in Svc::ALL {
-            self.terminate(svc);
-        }
-        let topology = twinshop_contracts::topology::Topology::new(&self.namespace);
-        let queues: Vec<String> = topology.queues().into_iter().flat_map(|q| [q.dead_letter_queue(), q.name]).collect();
-        twinshop_testkit::delete_namespace(
-            &self.namespace,
-            &queues,
-            &[topology.exchange(), topology.dead_letter_exchange()],
-        )
-        .await;
-        for (_, db) in self.dbs.drain() {
-            db.drop_database().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.log_dir);
+    /// Starts `service` again after [`Shop::kill`] and waits until it is ready.
+    pub async fn start_again(&self, service: Service) {
+        self.system.start_process(ProcessId::new(service, 1)).await.expect("started again and ready");
     }
-
-    // ---- API helpers ----
 
     /// Registers a user (with an address unless `address` is false) and
-    /// logs in. Returns (token, user id).
-    pub async fn user(&self, address: bool) -> (String, Uuid) {
-        let email = format!("{}@example.com", unique_name("u"));
-        let mut body = json!({"email": email, "password": "correct horse battery", "name": "Test Buyer"});
-        if address {
-            body["address"] =
-                json!({"line1": "1 Test St", "city": "Testville", "postal_code": "12345", "country": "DE"});
-        }
-        let res =
-            self.client.post(format!("{}/v1/users", self.url(Svc::User))).json(&body).send().await.expect("register");
-        assert_eq!(res.status(), 201, "register");
-        let user: Value = res.json().await.expect("json");
-        let res = self
-            .client
-            .post(format!("{}/v1/sessions", self.url(Svc::User)))
-            .json(&json!({"email": email, "password": "correct horse battery"}))
-            .send()
-            .await
-            .expect("login");
-        let session: Value = res.json().await.expect("json");
-        let token = session["access_token"].as_str().expect("token").to_owned();
-        (token, user["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()).expect("id"))
+    /// logs in: a client acting as them, and their id.
+    pub async fn user(&self, address: bool) -> (UserClient, Uuid) {
+        let address = address.then(|| Address {
+            line1: "1 Test St".into(),
+            city: "Testville".into(),
+            postal_code: "12345".into(),
+            country: "DE".into(),
+        });
+        let new = NewUser {
+            email: format!("{}@example.com", unique_name("u")),
+            password: "correct horse battery".into(),
+            name: "Test Buyer".into(),
+            address,
+        };
+        let (user, client) = self.client.sign_up(&new).await.expect("register (201) and log in");
+        (client, user.id)
     }
 
-    pub async fn top_up(&self, token: &str, cents: i64) -> Value {
-        let res = self
-            .client
-            .post(format!("{}/v1/wallet/top-ups", self.url(Svc::Payment)))
-            .bearer_auth(token)
-            .json(&json!({"amount_cents": cents}))
-            .send()
-            .await
-            .expect("top up");
-        assert_eq!(res.status(), 201, "top up");
-        res.json().await.expect("json")
+    /// A small pool on `service`'s database, for checks of what it holds.
+    pub async fn db(&self, service: Service) -> sqlx::PgPool {
+        let url = self.system.database_url(service).expect("the service has a database");
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await.expect("connect to its database")
     }
 
-    pub async fn balance(&self, token: &str) -> i64 {
-        let res = self
-            .client
-            .get(format!("{}/v1/wallet", self.url(Svc::Payment)))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("wallet");
-        let body: Value = res.json().await.expect("json");
-        body["balance_cents"].as_i64().expect("balance")
-    }
-
-    /// `POST /v1/orders`; returns the raw response.
-    pub async fn place(&self, token: &str, items: Value, key: Option<&str>) -> reqwest::Result<reqwest::Response> {
-        let mut req = self
-            .client
-            .post(format!("{}/v1/orders", self.url(Svc::Order)))
-            .bearer_auth(token)
-            .json(&json!({"items": items}));
-        if let Some(key) = key {
-            req = req.header("Idempotency-Key", key);
-        }
-        req.send().await
-    }
-
-    pub async fn order(&self, token: &str, id: &str) -> Value {
-        let res = self
-            .client
-            .get(format!("{}/v1/orders/{id}", self.url(Svc::Order)))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("order");
-        assert_eq!(res.status(), 200, "get order");
-        res.json().await.expect("json")
-    }
-
-    pub async fn me(&self, token: &str) -> Value {
-        let res = self
-            .client
-            .get(format!("{}/v1/users/me", self.url(Svc::User)))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("me");
-        res.json().await.expect("json")
-    }
-
-    /// The money invariants of docs/design.md §6, checked across both databases
-    /// once nothing is pending. Returns a list of violations (empty = ok).
+    /// The money invariants of docs/design.md §6, checked across the
+    /// order and payment databases once nothing is pending. Returns the
+    /// violations (empty: all hold).
     pub async fn money_violations(&self) -> Vec<String> {
-        let orders = self.db(Svc::Order).await;
-        let payments = self.db(Svc::Payment).await;
+        let orders = self.db(Service::Order).await;
+        let payments = self.db(Service::Payment).await;
         let mut v = Vec::new();
         let per_user: Vec<(Uuid, i64, i64)> = sqlx::query_as(
             "SELECT w.user_id, w.balance_cents, COALESCE(SUM(CASE l.kind WHEN 'top_up' THEN l.amount_cents \
@@ -427,7 +209,7 @@ impl Stack {
     /// Waits until no order is pending and no void is owed, then checks the
     /// money invariants.
     pub async fn assert_settled_and_conserved(&self, within: Duration) {
-        let orders = self.db(Svc::Order).await;
+        let orders = self.db(Service::Order).await;
         eventually("no order pending and no void owed", within, || {
             let orders = orders.clone();
             async move {
@@ -444,4 +226,54 @@ impl Stack {
         let violations = self.money_violations().await;
         assert!(violations.is_empty(), "money invariants broken:\n{}", violations.join("\n"));
     }
+
+    /// Drains every process and removes what the start created; the logs
+    /// go too (a test that got here passed).
+    pub async fn stop(self) {
+        let report = self.system.stop().await.expect("stop");
+        for problem in &report.problems {
+            eprintln!("cleanup: {problem}");
+        }
+        if let Some(dir) = &self.logs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `POST /v1/orders` with `{"items": items}` (any JSON, valid or not) and
+/// an optional `Idempotency-Key`: the raw answer.
+pub async fn place(user: &UserClient, items: Value, key: Option<&str>) -> Result<Response, SendError> {
+    user.post("/v1/orders").idempotency_key(key).json(&serde_json::json!({ "items": items })).send().await
+}
+
+/// `GET /v1/orders/{id}`, which must be 200: the order as JSON.
+pub async fn order(user: &UserClient, id: &str) -> Value {
+    let res = user.get(format!("/v1/orders/{id}")).send().await.expect("get the order");
+    assert_eq!(res.status(), 200, "get order: {}", res.text());
+    res.json().expect("json")
+}
+
+/// `POST /v1/orders/{id}/cancel`: the raw answer.
+pub async fn cancel(user: &UserClient, id: &str) -> Response {
+    user.post(format!("/v1/orders/{id}/cancel")).send().await.expect("cancel")
+}
+
+/// `GET /v1/users/me` as JSON.
+pub async fn me(user: &UserClient) -> Value {
+    user.get("/v1/users/me").send().await.expect("me").json().expect("json")
+}
+
+/// The wallet's balance, in cents.
+pub async fn balance(user: &UserClient) -> i64 {
+    user.wallet().await.expect("wallet").balance_cents
+}
+
+/// Asserts `res` is a problem+json with this status and `code`; returns its body.
+pub fn assert_problem(res: &Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status(), status, "{}", res.text());
+    let media_type = res.header("content-type").unwrap_or_default();
+    assert!(media_type.starts_with("application/problem+json"), "{media_type}");
+    let body: Value = res.json().expect("json");
+    assert_eq!(body["code"], code, "{body}");
+    body
 }

@@ -1,15 +1,18 @@
 //! Both builds against the same black-box conformance suite (`conformance/`):
-//! the microservices behind the real edge, and the monolith. Each run prints
-//! which build it tested and its pass/fail count. Every exchange of each run
-//! is then held to `openapi/twinshop.yaml` (see `twinshop_e2e::openapi`).
+//! the microservices behind the real edge, and the monolith on its own
+//! public port, each started by the launcher. Each run prints which build it
+//! tested and its pass/fail count. Every exchange of each run is then held
+//! to `openapi/twinshop.yaml` (see `twinshop_e2e::openapi`).
 
 use std::collections::BTreeSet;
 
 use twinshop_conformance::{Report, Target, run};
 use twinshop_e2e::{
-    Edge, Monolith, Options, Stack, Svc,
+    Shop,
     openapi::{Contract, document_path},
+    plan,
 };
+use twinshop_launcher::Build;
 
 /// Codes only a failing dependency produces. The conformance suite runs
 /// against a healthy deployment, so it cannot see them; the failure tests
@@ -50,20 +53,20 @@ fn assert_conforms(report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_microservices_build_behind_the_edge_passes_the_conformance_suite() {
-    let stack = Stack::start(Options::default()).await;
-    let edge =
-        Edge::start(&stack.public_addr(Svc::User), &stack.public_addr(Svc::Payment), &stack.public_addr(Svc::Order))
-            .await;
-    let report = run(&Target { name: "microservices".into(), base_url: edge.url() }, None).await;
+    let shop = Shop::start(plan(Build::Microservices, "conformance-microservices")).await;
+    let base_url = shop.client().base_url().to_owned();
+    let report = run(&Target { name: "microservices".into(), base_url }, None).await;
     assert_conforms(&report);
-    drop(edge);
-    stack.stop().await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monolith_passes_the_conformance_suite() {
-    let monolith = Monolith::start("strict").await;
-    let report = run(&Target { name: "monolith".into(), base_url: monolith.url() }, None).await;
+    // No edge: the monolith itself answers every request, unknown routes
+    // and oversized bodies included.
+    let shop = Shop::start(plan(Build::Monolith, "conformance-monolith").without_edge()).await;
+    let base_url = shop.client().base_url().to_owned();
+    let report = run(&Target { name: "monolith".into(), base_url }, None).await;
     assert_conforms(&report);
-    monolith.stop().await;
+    shop.stop().await;
 }

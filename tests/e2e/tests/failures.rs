@@ -1,7 +1,9 @@
 //! The microservices build under failure (docs/design.md §6): processes killed
 //! with SIGKILL mid-traffic, a dependency down, the broker unreachable. Each
 //! test ends by checking that every order settled and not a cent was made
-//! or lost.
+//! or lost. Requests go through the edge, except the placements under a
+//! killed process: those go to the order process itself, as its callers'
+//! connections are what such a test is about.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,7 +15,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use twinshop_e2e::{Options, Stack, Svc};
+use twinshop_client::{Response, SendError, UserClient};
+use twinshop_e2e::{Service, Shop, assert_problem, balance, cancel, me, order, place, plan};
+use twinshop_launcher::{Build, Plan};
 use twinshop_testkit::{TcpProxy, eventually};
 use uuid::Uuid;
 
@@ -32,10 +36,20 @@ fn tea() -> Value {
     json!([{"product_id": "sku-tea", "quantity": 1}])
 }
 
+/// The microservices with order in `mode` (`strict` or `available`) and
+/// this payment deadline.
+fn microservices(test: &str, mode: &str, payment_deadline_ms: u64) -> Plan {
+    plan(Build::Microservices, test).env(Service::Order, "ORDER_CONSISTENCY_MODE", mode).env(
+        Service::Order,
+        "ORDER_PAYMENT_DEADLINE_MS",
+        payment_deadline_ms.to_string(),
+    )
+}
+
 /// A 201 body's `status`, or the problem `code` of any other answer.
-async fn outcome(res: reqwest::Response) -> (u16, String) {
+fn outcome(res: &Response) -> (u16, String) {
     let status = res.status().as_u16();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let body: Value = res.json().unwrap_or(Value::Null);
     let what = if status == 201 { &body["status"] } else { &body["code"] };
     (status, what.as_str().unwrap_or("?").to_owned())
 }
@@ -84,43 +98,32 @@ impl Tally {
 }
 
 /// `POST /v1/orders` of one tea, from a client task (which cannot borrow
-/// the stack: the test kills and restarts its processes meanwhile).
-async fn place_tea(
-    client: &reqwest::Client,
-    orders_url: &str,
-    token: &str,
-    key: &str,
-) -> reqwest::Result<reqwest::Response> {
-    client
-        .post(orders_url)
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&json!({"items": tea()}))
-        .send()
-        .await
+/// the shop: the test kills and restarts its processes meanwhile).
+async fn place_tea(buyer: &UserClient, key: &str) -> Result<Response, SendError> {
+    place(buyer, tea(), Some(key)).await
 }
 
 /// `CLIENTS` tasks, each with its own funded user, placing one tea after
-/// another (each with its own Idempotency-Key) until `stop` is set. The last
-/// user can afford only two, so some orders are rejected too. A request
-/// without an answer (its server was killed) makes the client wait until
-/// the test says the process is back.
-async fn traffic(stack: &Stack, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let orders_url = format!("{}/v1/orders", stack.url(Svc::Order));
+/// another (each with its own Idempotency-Key) at the order process itself
+/// until `stop` is set. The last user can afford only two, so some orders
+/// are rejected too. A request without an answer (its server was killed)
+/// makes the client wait until the test says the process is back.
+async fn traffic(shop: &Shop, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let orders = shop.direct(Service::Order);
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
-        let (token, _) = stack.user(true).await;
+        let (user, _) = shop.user(true).await;
         let funds = if client == CLIENTS - 1 { 2 * TEA } else { MAX_ORDERS_PER_CLIENT as i64 * TEA };
-        stack.top_up(&token, funds).await;
-        let (http, orders_url, tally, stop) = (stack.client.clone(), orders_url.clone(), tally.clone(), stop.clone());
+        user.top_up(funds, None).await.expect("top up");
+        let (buyer, tally, stop) = (orders.as_user(user.bearer()), tally.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             for n in 0..MAX_ORDERS_PER_CLIENT {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                match place_tea(&http, &orders_url, &token, &format!("client{client}-order{n}")).await {
+                match place_tea(&buyer, &format!("client{client}-order{n}")).await {
                     Ok(res) => {
-                        let (status, what) = outcome(res).await;
+                        let (status, what) = outcome(&res);
                         tally.record(status, &what);
                     }
                     Err(_) => {
@@ -144,25 +147,25 @@ async fn wait_for(what: &str, counter: impl Fn() -> usize, at_least: usize) {
 /// that everything settled with every cent accounted for and that every
 /// answer was one of `allowed`. Returns the answers, counted.
 async fn kill_mid_placements(
-    mode: &'static str,
-    victim: Svc,
+    test: &str,
+    mode: &str,
+    victim: Service,
     allowed: &[(u16, &str)],
 ) -> HashMap<(u16, String), usize> {
-    let options = Options { mode, payment_deadline_ms: 500, ..Options::default() };
-    let mut stack = Stack::start(options).await;
+    let shop = Shop::start(microservices(test, mode, 500)).await;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = traffic(&stack, &tally, &stop).await;
+    let clients = traffic(&shop, &tally, &stop).await;
 
     wait_for("some orders are confirmed", || Tally::count(&tally.confirmed_before_fault), 60).await;
     tally.faulted.store(true, Ordering::SeqCst);
-    stack.kill(victim);
+    shop.kill(victim).await;
     match victim {
-        Svc::Payment => wait_for("placements feel the outage", || Tally::count(&tally.affected), 3).await,
+        Service::Payment => wait_for("placements feel the outage", || Tally::count(&tally.affected), 3).await,
         // Every client is stuck on a dead connection (or a refused one).
         _ => wait_for("every client lost its connection", || Tally::count(&tally.connection_errors), CLIENTS).await,
     }
-    stack.spawn(victim).await;
+    shop.start_again(victim).await;
     tally.restored.store(true, Ordering::SeqCst);
     wait_for("orders confirm again", || Tally::count(&tally.confirmed_after_restore), 40).await;
     stop.store(true, Ordering::SeqCst);
@@ -170,10 +173,10 @@ async fn kill_mid_placements(
         client.await.expect("a client task panicked");
     }
 
-    stack.assert_settled_and_conserved(SETTLE).await;
+    shop.assert_settled_and_conserved(SETTLE).await;
     let answers = tally.answers();
     assert_only(&answers, allowed);
-    stack.stop().await;
+    shop.stop().await;
     answers
 }
 
@@ -191,8 +194,9 @@ fn seen(answers: &HashMap<(u16, String), usize>, status: u16, what: &str) -> usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payment_process_killed_mid_placements_loses_no_money_in_strict_mode() {
     let answers = kill_mid_placements(
+        "payment-killed-strict",
         "strict",
-        Svc::Payment,
+        Service::Payment,
         &[(201, "confirmed"), (201, "rejected"), (503, "payment_unavailable")],
     )
     .await;
@@ -202,9 +206,13 @@ async fn the_payment_process_killed_mid_placements_loses_no_money_in_strict_mode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payment_process_killed_mid_placements_loses_no_money_in_available_mode() {
-    let answers =
-        kill_mid_placements("available", Svc::Payment, &[(201, "confirmed"), (201, "rejected"), (201, "pending")])
-            .await;
+    let answers = kill_mid_placements(
+        "payment-killed-available",
+        "available",
+        Service::Payment,
+        &[(201, "confirmed"), (201, "rejected"), (201, "pending")],
+    )
+    .await;
     assert!(seen(&answers, 201, "pending") > 0, "the outage was answered 201 pending: {answers:?}");
 }
 
@@ -212,28 +220,25 @@ async fn the_payment_process_killed_mid_placements_loses_no_money_in_available_m
 async fn the_order_process_killed_mid_placements_loses_no_money_in_strict_mode() {
     // A charge slower than the short deadline on a loaded machine is a
     // legitimate strict-mode answer (503); what must hold is the money.
-    kill_mid_placements("strict", Svc::Order, &[(201, "confirmed"), (201, "rejected"), (503, "payment_unavailable")])
-        .await;
+    kill_mid_placements(
+        "order-killed-strict",
+        "strict",
+        Service::Order,
+        &[(201, "confirmed"), (201, "rejected"), (503, "payment_unavailable")],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_process_killed_mid_placements_loses_no_money_in_available_mode() {
     // As above: a slow charge is answered 201 pending in available mode.
-    kill_mid_placements("available", Svc::Order, &[(201, "confirmed"), (201, "rejected"), (201, "pending")]).await;
-}
-
-async fn assert_problem(res: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(res.status(), status);
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert!(ct.starts_with("application/problem+json"), "{ct}");
-    let body: Value = res.json().await.expect("json");
-    assert_eq!(body["code"], code, "{body}");
-}
-
-/// `POST /v1/orders/{id}/cancel`.
-async fn cancel(stack: &Stack, token: &str, id: &str) -> reqwest::Response {
-    let url = format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order));
-    stack.client.post(url).bearer_auth(token).send().await.expect("cancel")
+    kill_mid_placements(
+        "order-killed-available",
+        "available",
+        Service::Order,
+        &[(201, "confirmed"), (201, "rejected"), (201, "pending")],
+    )
+    .await;
 }
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
@@ -242,8 +247,8 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
 }
 
 /// Ledger entries of one kind for one order.
-async fn ledger_entries(stack: &Stack, kind: &str, order_id: &str) -> i64 {
-    let payments = stack.db(Svc::Payment).await;
+async fn ledger_entries(shop: &Shop, kind: &str, order_id: &str) -> i64 {
+    let payments = shop.db(Service::Payment).await;
     let order_id = Uuid::parse_str(order_id).expect("order id");
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM ledger_entries WHERE kind = $1 AND order_id = $2")
         .bind(kind)
@@ -255,9 +260,9 @@ async fn ledger_entries(stack: &Stack, kind: &str, order_id: &str) -> i64 {
     n
 }
 
-async fn eventually_status(stack: &Stack, token: &str, id: &str, status: &str) -> Value {
+async fn eventually_status(buyer: &UserClient, id: &str, status: &str) -> Value {
     eventually(&format!("order {id} is {status}"), SETTLE, || async {
-        let order = stack.order(token, id).await;
+        let order = order(buyer, id).await;
         (order["status"] == status).then_some(order)
     })
     .await
@@ -269,73 +274,73 @@ async fn eventually_status(stack: &Stack, token: &str, id: &str, status: &str) -
 /// settled yet), and its retry must name that order, never place a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrying_a_placement_whose_process_died_resumes_the_same_order() {
-    let mut stack = Stack::start(Options { mode: "available", payment_deadline_ms: 500, ..Options::default() }).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let shop = Shop::start(microservices("retry-resumes", "available", 500)).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
     let items = json!([{"product_id": "sku-coffee", "quantity": 2}]);
 
-    stack.kill(Svc::Payment);
-    let first = stack.place(&token, items.clone(), Some("K")).await.expect("place");
+    shop.kill(Service::Payment).await;
+    let first = place(&buyer, items.clone(), Some("K")).await.expect("place");
     assert_eq!(first.status(), 201);
-    let first: Value = first.json().await.expect("json");
+    let first: Value = first.json().expect("json");
     assert_eq!(first["status"], "pending", "accepted while payment is down");
 
-    stack.spawn(Svc::Payment).await;
-    let again = stack.place(&token, items, Some("K")).await.expect("place");
+    shop.start_again(Service::Payment).await;
+    let again = place(&buyer, items, Some("K")).await.expect("place");
     assert_eq!(again.status(), 201);
-    assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    let again: Value = again.json().await.expect("json");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let again: Value = again.json().expect("json");
     assert_eq!(again["id"], first["id"], "the same order, not a second one");
 
     let id = first["id"].as_str().expect("id");
-    eventually_status(&stack, &token, id, "confirmed").await;
-    assert_eq!(ledger_entries(&stack, "charge", id).await, 1);
-    assert_eq!(stack.balance(&token).await, 10_000 - 2 * COFFEE);
-    let orders = stack.db(Svc::Order).await;
+    eventually_status(&buyer, id, "confirmed").await;
+    assert_eq!(ledger_entries(&shop, "charge", id).await, 1);
+    assert_eq!(balance(&buyer).await, 10_000 - 2 * COFFEE);
+    let orders = shop.db(Service::Order).await;
     assert_eq!(count(&orders, "SELECT count(*) FROM orders").await, 1);
     orders.close().await;
-    stack.assert_settled_and_conserved(SETTLE).await;
-    stack.stop().await;
+    shop.assert_settled_and_conserved(SETTLE).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_user_service_down_placement_is_503_dependency_unavailable_and_nothing_is_recorded() {
-    let mut stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let shop = Shop::start(plan(Build::Microservices, "user-down")).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
 
-    stack.kill(Svc::User);
-    let res = stack.place(&token, tea(), Some("while-users-are-down")).await.expect("place");
-    assert_problem(res, 503, "dependency_unavailable").await;
-    let orders = stack.db(Svc::Order).await;
+    shop.kill(Service::User).await;
+    let res = place(&buyer, tea(), Some("while-users-are-down")).await.expect("place");
+    assert_problem(&res, 503, "dependency_unavailable");
+    let orders = shop.db(Service::Order).await;
     assert_eq!(count(&orders, "SELECT count(*) FROM orders").await, 0);
     assert_eq!(count(&orders, "SELECT count(*) FROM idempotency").await, 0);
-    let payments = stack.db(Svc::Payment).await;
+    let payments = shop.db(Service::Payment).await;
     assert_eq!(count(&payments, "SELECT count(*) FROM charges").await, 0);
-    assert_eq!(stack.balance(&token).await, 10_000);
+    assert_eq!(balance(&buyer).await, 10_000);
 
     // Nothing was recorded, so the same key works once users are back.
-    stack.spawn(Svc::User).await;
-    let res = stack.place(&token, tea(), Some("while-users-are-down")).await.expect("place");
+    shop.start_again(Service::User).await;
+    let res = place(&buyer, tea(), Some("while-users-are-down")).await.expect("place");
     assert_eq!(res.status(), 201);
-    assert_eq!(res.json::<Value>().await.expect("json")["status"], "confirmed");
+    assert_eq!(res.json::<Value>().expect("json")["status"], "confirmed");
     assert_eq!(count(&orders, "SELECT count(*) FROM orders").await, 1);
     orders.close().await;
     payments.close().await;
-    stack.assert_settled_and_conserved(SETTLE).await;
-    stack.stop().await;
+    shop.assert_settled_and_conserved(SETTLE).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_payment_down_strict_mode_answers_503_and_keeps_a_failed_order_with_nothing_charged() {
-    let mut stack = Stack::start(Options { mode: "strict", payment_deadline_ms: 500, ..Options::default() }).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let shop = Shop::start(microservices("payment-down-strict", "strict", 500)).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
 
-    stack.kill(Svc::Payment);
-    let res = stack.place(&token, tea(), Some("while-payment-is-down")).await.expect("place");
-    assert_problem(res, 503, "payment_unavailable").await;
-    let orders = stack.db(Svc::Order).await;
+    shop.kill(Service::Payment).await;
+    let res = place(&buyer, tea(), Some("while-payment-is-down")).await.expect("place");
+    assert_problem(&res, 503, "payment_unavailable");
+    let orders = shop.db(Service::Order).await;
     let rows: Vec<(Uuid, String, Option<String>, Option<String>)> =
         sqlx::query_as("SELECT id, status, rejection_reason, void_status FROM orders")
             .fetch_all(&orders)
@@ -347,14 +352,14 @@ async fn with_payment_down_strict_mode_answers_503_and_keeps_a_failed_order_with
         (status.as_str(), reason.as_deref(), void.as_deref()),
         ("failed", Some("payment_unavailable"), Some("owed"))
     );
-    assert_eq!(stack.order(&token, &id.to_string()).await["status"], "failed");
-    let replay = stack.place(&token, tea(), Some("while-payment-is-down")).await.expect("place");
-    assert_eq!(replay.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    assert_problem(replay, 503, "payment_unavailable").await;
+    assert_eq!(order(&buyer, &id.to_string()).await["status"], "failed");
+    let replay = place(&buyer, tea(), Some("while-payment-is-down")).await.expect("place");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_problem(&replay, 503, "payment_unavailable");
 
     // Once payment is back the owed void is delivered: a tombstone, so a
     // Charge that is still in flight somewhere could take nothing.
-    stack.spawn(Svc::Payment).await;
+    shop.start_again(Service::Payment).await;
     eventually("the void is answered", SETTLE, || {
         let orders = orders.clone();
         async move {
@@ -367,7 +372,7 @@ async fn with_payment_down_strict_mode_answers_503_and_keeps_a_failed_order_with
         }
     })
     .await;
-    let payments = stack.db(Svc::Payment).await;
+    let payments = shop.db(Service::Payment).await;
     let (outcome,): (String,) = sqlx::query_as("SELECT outcome FROM charges WHERE order_id = $1")
         .bind(id)
         .fetch_one(&payments)
@@ -375,66 +380,69 @@ async fn with_payment_down_strict_mode_answers_503_and_keeps_a_failed_order_with
         .expect("tombstone");
     assert_eq!(outcome, "voided");
     assert_eq!(count(&payments, "SELECT count(*) FROM ledger_entries WHERE kind <> 'top_up'").await, 0);
-    assert_eq!(stack.balance(&token).await, 10_000);
-    assert_eq!(stack.order(&token, &id.to_string()).await["status"], "failed", "a failed order stays failed");
-    assert_problem(cancel(&stack, &token, &id.to_string()).await, 409, "order_not_cancellable").await;
+    assert_eq!(balance(&buyer).await, 10_000);
+    assert_eq!(order(&buyer, &id.to_string()).await["status"], "failed", "a failed order stays failed");
+    assert_problem(&cancel(&buyer, &id.to_string()).await, 409, "order_not_cancellable");
     orders.close().await;
     payments.close().await;
-    stack.assert_settled_and_conserved(SETTLE).await;
-    stack.stop().await;
+    shop.assert_settled_and_conserved(SETTLE).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_payment_down_available_mode_accepts_the_order_pending_and_settles_it_when_payment_is_back() {
-    let mut stack = Stack::start(Options { mode: "available", payment_deadline_ms: 500, ..Options::default() }).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let shop = Shop::start(microservices("payment-down-available", "available", 500)).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
 
-    stack.kill(Svc::Payment);
-    let res = stack.place(&token, tea(), None).await.expect("place");
+    shop.kill(Service::Payment).await;
+    let res = place(&buyer, tea(), None).await.expect("place");
     assert_eq!(res.status(), 201);
-    let order: Value = res.json().await.expect("json");
-    assert_eq!(order["status"], "pending");
-    let id = order["id"].as_str().expect("id");
-    assert_eq!(stack.order(&token, id).await["status"], "pending", "nobody can settle it while payment is down");
-    assert_problem(cancel(&stack, &token, id).await, 409, "order_not_cancellable").await;
+    let placed: Value = res.json().expect("json");
+    assert_eq!(placed["status"], "pending");
+    let id = placed["id"].as_str().expect("id");
+    assert_eq!(order(&buyer, id).await["status"], "pending", "nobody can settle it while payment is down");
+    assert_problem(&cancel(&buyer, id).await, 409, "order_not_cancellable");
 
-    stack.spawn(Svc::Payment).await;
-    eventually_status(&stack, &token, id, "confirmed").await;
-    assert_eq!(ledger_entries(&stack, "charge", id).await, 1);
-    assert_eq!(stack.balance(&token).await, 10_000 - TEA);
-    stack.assert_settled_and_conserved(SETTLE).await;
-    stack.stop().await;
+    shop.start_again(Service::Payment).await;
+    eventually_status(&buyer, id, "confirmed").await;
+    assert_eq!(ledger_entries(&shop, "charge", id).await, 1);
+    assert_eq!(balance(&buyer).await, 10_000 - TEA);
+    shop.assert_settled_and_conserved(SETTLE).await;
+    shop.stop().await;
 }
 
 /// `GET /v1/users/me`'s stats.
-async fn stats(stack: &Stack, token: &str) -> Value {
-    stack.me(token).await["stats"].clone()
+async fn stats(buyer: &UserClient) -> Value {
+    me(buyer).await["stats"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_rabbitmq_unreachable_requests_succeed_and_every_event_is_applied_exactly_once_after_it_is_back() {
     let proxy = TcpProxy::start(&twinshop_testkit::amqp_address()).await;
     let amqp_url = twinshop_testkit::amqp_url_via(&proxy.addr().to_string());
-    let stack = Stack::start(Options { amqp_url: Some(amqp_url), ..Options::default() }).await;
-    let buyers = [stack.user(true).await.0, stack.user(true).await.0];
-    for token in &buyers {
-        stack.top_up(token, 100_000).await;
+    // Every service reaches RabbitMQ through the proxy (the launcher's own
+    // cleanup of the run's queues does not).
+    let mut microservices = plan(Build::Microservices, "rabbitmq-unreachable");
+    for service in Build::Microservices.services() {
+        microservices = microservices.env(*service, format!("{}AMQP_URL", service.env_prefix()), amqp_url.clone());
     }
-    let orders_url = format!("{}/v1/orders", stack.url(Svc::Order));
-    let cancel =
-        |token: &str, id: &str| stack.client.post(format!("{orders_url}/{id}/cancel")).bearer_auth(token).send();
+    let shop = Shop::start(microservices).await;
+    let buyers = [shop.user(true).await.0, shop.user(true).await.0];
+    for buyer in &buyers {
+        buyer.top_up(100_000, None).await.expect("top up");
+    }
 
     // Every consumer is connected through the proxy: one round trip of
     // every event kind goes through before the cut.
-    let warm_up: Value = stack.place(&buyers[0], tea(), None).await.expect("place").json().await.expect("json");
+    let warm_up: Value = place(&buyers[0], tea(), None).await.expect("place").json().expect("json");
     let warm_up = warm_up["id"].as_str().expect("id").to_owned();
     eventually("stats see the first order", SETTLE, || async {
-        (stats(&stack, &buyers[0]).await["orders_confirmed"] == 1).then_some(())
+        (stats(&buyers[0]).await["orders_confirmed"] == 1).then_some(())
     })
     .await;
-    assert_eq!(cancel(&buyers[0], &warm_up).await.expect("cancel").status(), 200);
-    eventually_refunded(&stack, &buyers[0], &warm_up).await;
+    assert_eq!(cancel(&buyers[0], &warm_up).await.status(), 200);
+    eventually_refunded(&buyers[0], &warm_up).await;
 
     proxy.cut();
     let mut placed: Vec<(usize, String, i64)> = Vec::new();
@@ -442,10 +450,9 @@ async fn with_rabbitmq_unreachable_requests_succeed_and_every_event_is_applied_e
         ["sku-coffee", "sku-mug", "sku-kettle", "sku-notebook", "sku-filter", "sku-chocolate"].iter().enumerate()
     {
         let buyer = n % buyers.len();
-        let res =
-            stack.place(&buyers[buyer], json!([{"product_id": product, "quantity": 1}]), None).await.expect("place");
+        let res = place(&buyers[buyer], json!([{"product_id": product, "quantity": 1}]), None).await.expect("place");
         assert_eq!(res.status(), 201, "placing needs no broker");
-        let order: Value = res.json().await.expect("json");
+        let order: Value = res.json().expect("json");
         assert_eq!(order["status"], "confirmed");
         placed.push((
             buyer,
@@ -455,38 +462,36 @@ async fn with_rabbitmq_unreachable_requests_succeed_and_every_event_is_applied_e
     }
     let cancelled: Vec<(usize, String, i64)> = vec![placed[0].clone(), placed[3].clone()];
     for (buyer, id, _) in &cancelled {
-        let res = cancel(&buyers[*buyer], id).await.expect("cancel");
+        let res = cancel(&buyers[*buyer], id).await;
         assert_eq!(res.status(), 200, "cancelling needs no broker");
-        let order: Value = res.json().await.expect("json");
+        let order: Value = res.json().expect("json");
         assert_eq!((order["status"].as_str(), order["refund_status"].as_str()), (Some("cancelled"), Some("pending")));
     }
-    let order_db = stack.db(Svc::Order).await;
+    let order_db = shop.db(Service::Order).await;
     let unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
     assert_eq!(
         count(&order_db, unpublished).await,
         (placed.len() + cancelled.len()) as i64,
         "every event waits in the outbox"
     );
-    assert_eq!(stats(&stack, &buyers[0]).await["orders_confirmed"], 0, "nothing reached the user service");
-    assert_eq!(stack.balance(&buyers[0]).await, 100_000 - placed.iter().filter(|p| p.0 == 0).map(|p| p.2).sum::<i64>());
+    assert_eq!(stats(&buyers[0]).await["orders_confirmed"], 0, "nothing reached the user service");
+    assert_eq!(balance(&buyers[0]).await, 100_000 - placed.iter().filter(|p| p.0 == 0).map(|p| p.2).sum::<i64>());
 
     proxy.restore();
     let is_cancelled = |id: &str| cancelled.iter().any(|c| c.1 == id);
-    for (buyer, token) in buyers.iter().enumerate() {
+    for (buyer, client) in buyers.iter().enumerate() {
         let kept: Vec<i64> = placed.iter().filter(|p| p.0 == buyer && !is_cancelled(&p.1)).map(|p| p.2).collect();
         let expected = json!({"orders_confirmed": kept.len(), "total_spent_cents": kept.iter().sum::<i64>()});
-        eventually("stats count the kept orders", SETTLE, || async {
-            (stats(&stack, token).await == expected).then_some(())
-        })
-        .await;
+        eventually("stats count the kept orders", SETTLE, || async { (stats(client).await == expected).then_some(()) })
+            .await;
     }
     for (buyer, id, _) in &cancelled {
-        eventually_refunded(&stack, &buyers[*buyer], id).await;
+        eventually_refunded(&buyers[*buyer], id).await;
     }
-    let payment_db = stack.db(Svc::Payment).await;
-    for (buyer, token) in buyers.iter().enumerate() {
+    let payment_db = shop.db(Service::Payment).await;
+    for (buyer, client) in buyers.iter().enumerate() {
         let kept: i64 = placed.iter().filter(|p| p.0 == buyer && !is_cancelled(&p.1)).map(|p| p.2).sum();
-        assert_eq!(stack.balance(token).await, 100_000 - kept, "each refund given back once");
+        assert_eq!(balance(client).await, 100_000 - kept, "each refund given back once");
     }
     let refunds: Vec<(Option<Uuid>, i64)> =
         sqlx::query_as("SELECT order_id, count(*) FROM ledger_entries WHERE kind = 'refund' GROUP BY order_id")
@@ -508,14 +513,14 @@ async fn with_rabbitmq_unreachable_requests_succeed_and_every_event_is_applied_e
     .await;
     order_db.close().await;
     payment_db.close().await;
-    stack.assert_settled_and_conserved(SETTLE).await;
-    stack.stop().await;
+    shop.assert_settled_and_conserved(SETTLE).await;
+    shop.stop().await;
     drop(proxy);
 }
 
-async fn eventually_refunded(stack: &Stack, token: &str, id: &str) {
+async fn eventually_refunded(buyer: &UserClient, id: &str) {
     eventually(&format!("order {id} is refunded"), SETTLE, || async {
-        (stack.order(token, id).await["refund_status"] == "refunded").then_some(())
+        (order(buyer, id).await["refund_status"] == "refunded").then_some(())
     })
     .await;
 }

@@ -1,166 +1,144 @@
 //! The microservices build end to end: the journey, idempotency, concurrency
-//! and every bad input of the order API, through the three real processes.
+//! and every bad input of the order API, through the edge in front of the
+//! three real processes.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use twinshop_e2e::{Options, Stack, Svc};
+use twinshop_e2e::{Service, Shop, assert_problem, balance, cancel, me, order, place, plan};
+use twinshop_launcher::Build;
 use twinshop_testkit::eventually;
 
 const COFFEE: i64 = 1890;
 
-async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(res.status(), status);
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert!(ct.starts_with("application/problem+json"), "{ct}");
-    let body: Value = res.json().await.expect("json");
-    assert_eq!(body["code"], code, "{body}");
-    body
+async fn start(test: &str) -> Shop {
+    Shop::start(plan(Build::Microservices, test)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journey_from_registration_to_refund_keeps_every_cent() {
-    let stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let shop = start("journey").await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
 
-    let res = stack.place(&token, json!([{"product_id": "sku-coffee", "quantity": 2}]), None).await.expect("place");
+    let res = place(&buyer, json!([{"product_id": "sku-coffee", "quantity": 2}]), None).await.expect("place");
     assert_eq!(res.status(), 201);
-    let order: Value = res.json().await.expect("json");
-    assert_eq!(order["status"], "confirmed");
-    assert_eq!(order["total_cents"], 2 * COFFEE);
-    assert_eq!(order["items"][0]["unit_price_cents"], COFFEE, "prices come from the catalog");
-    assert_eq!(order["ship_to"]["name"], "Test Buyer");
-    assert_eq!(order["ship_to"]["address"]["country"], "DE");
-    assert_eq!(order["rejection_reason"], Value::Null);
-    assert_eq!(order["refund_status"], Value::Null);
-    assert_eq!(stack.balance(&token).await, 10_000 - 2 * COFFEE);
+    let placed: Value = res.json().expect("json");
+    assert_eq!(placed["status"], "confirmed");
+    assert_eq!(placed["total_cents"], 2 * COFFEE);
+    assert_eq!(placed["items"][0]["unit_price_cents"], COFFEE, "prices come from the catalog");
+    assert_eq!(placed["ship_to"]["name"], "Test Buyer");
+    assert_eq!(placed["ship_to"]["address"]["country"], "DE");
+    assert_eq!(placed["rejection_reason"], Value::Null);
+    assert_eq!(placed["refund_status"], Value::Null);
+    assert_eq!(balance(&buyer).await, 10_000 - 2 * COFFEE);
 
     let stats = eventually("stats count the confirmed order", Duration::from_secs(10), || async {
-        let me = stack.me(&token).await;
+        let me = me(&buyer).await;
         (me["stats"]["orders_confirmed"] == 1).then_some(me["stats"].clone())
     })
     .await;
     assert_eq!(stats["total_spent_cents"], 2 * COFFEE);
 
-    let id = order["id"].as_str().expect("id");
-    let res = stack
-        .client
-        .post(format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("cancel");
+    let id = placed["id"].as_str().expect("id");
+    let res = cancel(&buyer, id).await;
     assert_eq!(res.status(), 200);
-    let cancelled: Value = res.json().await.expect("json");
+    let cancelled: Value = res.json().expect("json");
     assert_eq!(cancelled["status"], "cancelled");
     assert!(cancelled["refund_status"] == "pending" || cancelled["refund_status"] == "refunded");
-    let again = stack
-        .client
-        .post(format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("cancel");
+    let again = cancel(&buyer, id).await;
     assert_eq!(again.status(), 200, "cancelling a cancelled order returns it unchanged");
 
     eventually("the refund arrives", Duration::from_secs(10), || async {
-        (stack.order(&token, id).await["refund_status"] == "refunded").then_some(())
+        (order(&buyer, id).await["refund_status"] == "refunded").then_some(())
     })
     .await;
-    assert_eq!(stack.balance(&token).await, 10_000);
+    assert_eq!(balance(&buyer).await, 10_000);
     eventually("stats no longer count the cancelled order", Duration::from_secs(10), || async {
-        let me = stack.me(&token).await;
+        let me = me(&buyer).await;
         (me["stats"] == json!({"orders_confirmed": 0, "total_spent_cents": 0})).then_some(())
     })
     .await;
-    stack.assert_settled_and_conserved(Duration::from_secs(10)).await;
-    stack.stop().await;
+    shop.assert_settled_and_conserved(Duration::from_secs(10)).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insufficient_funds_rejects_the_order_and_charges_nothing() {
-    let stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 1_000).await;
-    let res = stack.place(&token, json!([{"product_id": "sku-grinder", "quantity": 1}]), None).await.expect("place");
+    let shop = start("insufficient-funds").await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(1_000, None).await.expect("top up");
+    let res = place(&buyer, json!([{"product_id": "sku-grinder", "quantity": 1}]), None).await.expect("place");
     assert_eq!(res.status(), 201, "insufficient funds is not an error");
-    let order: Value = res.json().await.expect("json");
-    assert_eq!(order["status"], "rejected");
-    assert_eq!(order["rejection_reason"], "insufficient_funds");
-    assert_eq!(stack.balance(&token).await, 1_000);
-    let id = order["id"].as_str().expect("id");
-    let res = stack
-        .client
-        .post(format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("cancel");
-    assert_problem(res, 409, "order_not_cancellable").await;
-    stack.assert_settled_and_conserved(Duration::from_secs(10)).await;
-    stack.stop().await;
+    let placed: Value = res.json().expect("json");
+    assert_eq!(placed["status"], "rejected");
+    assert_eq!(placed["rejection_reason"], "insufficient_funds");
+    assert_eq!(balance(&buyer).await, 1_000);
+    let id = placed["id"].as_str().expect("id");
+    assert_problem(&cancel(&buyer, id).await, 409, "order_not_cancellable");
+    shop.assert_settled_and_conserved(Duration::from_secs(10)).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_sent_twice_or_concurrently_makes_one_order_and_one_charge() {
-    let stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 100_000).await;
+    let shop = start("idempotency").await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(100_000, None).await.expect("top up");
     let items = json!([{"product_id": "sku-tea", "quantity": 3}]);
 
-    let first = stack.place(&token, items.clone(), Some("key-1")).await.expect("place");
+    let first = place(&buyer, items.clone(), Some("key-1")).await.expect("place");
     assert_eq!(first.status(), 201);
-    let first: Value = first.json().await.expect("json");
-    let second = stack.place(&token, items.clone(), Some("key-1")).await.expect("place");
+    let first: Value = first.json().expect("json");
+    let second = place(&buyer, items.clone(), Some("key-1")).await.expect("place");
     assert_eq!(second.status(), 201);
-    assert_eq!(second.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    assert_eq!(second.json::<Value>().await.expect("json"), first, "the same body");
-    let reused =
-        stack.place(&token, json!([{"product_id": "sku-tea", "quantity": 4}]), Some("key-1")).await.expect("place");
-    assert_problem(reused, 422, "idempotency_key_reused").await;
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    assert_eq!(second.json::<Value>().expect("json"), first, "the same body");
+    let reused = place(&buyer, json!([{"product_id": "sku-tea", "quantity": 4}]), Some("key-1")).await.expect("place");
+    assert_problem(&reused, 422, "idempotency_key_reused");
 
-    let attempts = (0..10).map(|_| stack.place(&token, items.clone(), Some("key-concurrent")));
+    let attempts = (0..10).map(|_| place(&buyer, items.clone(), Some("key-concurrent")));
     let answers = futures_util::future::join_all(attempts).await;
     let mut ids = std::collections::HashSet::new();
     for res in answers {
         let res = res.expect("place");
         match res.status().as_u16() {
             201 => {
-                let body: Value = res.json().await.expect("json");
+                let body: Value = res.json().expect("json");
                 ids.insert(body["id"].as_str().expect("id").to_owned());
             }
             409 => {
-                assert_problem(res, 409, "idempotency_key_in_use").await;
+                assert_problem(&res, 409, "idempotency_key_in_use");
             }
             other => panic!("unexpected status {other}"),
         }
     }
     assert_eq!(ids.len(), 1, "every successful answer names the same order");
-    let payments = stack.db(Svc::Payment).await;
+    let payments = shop.db(Service::Payment).await;
     let (charges,): (i64,) = sqlx::query_as("SELECT count(*) FROM ledger_entries WHERE kind = 'charge'")
         .fetch_one(&payments)
         .await
         .expect("count");
     assert_eq!(charges, 2, "one charge for key-1, one for key-concurrent");
-    assert_eq!(stack.balance(&token).await, 100_000 - 2 * 3 * 650);
-    stack.assert_settled_and_conserved(Duration::from_secs(10)).await;
-    stack.stop().await;
+    payments.close().await;
+    assert_eq!(balance(&buyer).await, 100_000 - 2 * 3 * 650);
+    shop.assert_settled_and_conserved(Duration::from_secs(10)).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_orders_on_a_wallet_funded_for_ten_confirm_exactly_ten() {
-    let stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10 * 290).await;
-    let attempts = (0..50).map(|_| stack.place(&token, json!([{"product_id": "sku-chocolate", "quantity": 1}]), None));
+    let shop = start("fifty-concurrent").await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10 * 290, None).await.expect("top up");
+    let attempts = (0..50).map(|_| place(&buyer, json!([{"product_id": "sku-chocolate", "quantity": 1}]), None));
     let answers = futures_util::future::join_all(attempts).await;
     let mut confirmed = 0;
     let mut rejected = 0;
     for res in answers {
         let res = res.expect("place");
         assert_eq!(res.status(), 201);
-        let body: Value = res.json().await.expect("json");
+        let body: Value = res.json().expect("json");
         match body["status"].as_str() {
             Some("confirmed") => confirmed += 1,
             Some("rejected") => rejected += 1,
@@ -168,20 +146,20 @@ async fn fifty_concurrent_orders_on_a_wallet_funded_for_ten_confirm_exactly_ten(
         }
     }
     assert_eq!((confirmed, rejected), (10, 40));
-    assert_eq!(stack.balance(&token).await, 0);
-    stack.assert_settled_and_conserved(Duration::from_secs(10)).await;
-    stack.stop().await;
+    assert_eq!(balance(&buyer).await, 0);
+    shop.assert_settled_and_conserved(Duration::from_secs(10)).await;
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_order_input_gets_the_exact_status_and_code() {
-    let stack = Stack::start(Options::default()).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 100_000).await;
-    let order_url = format!("{}/v1/orders", stack.url(Svc::Order));
+    let shop = start("bad-order-input").await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(100_000, None).await.expect("top up");
+    let anonymous = shop.client();
 
-    let res = stack.place(&token, json!([{"product_id": "sku-nope", "quantity": 1}]), None).await.expect("place");
-    assert_problem(res, 422, "unknown_product").await;
+    let res = place(&buyer, json!([{"product_id": "sku-nope", "quantity": 1}]), None).await.expect("place");
+    assert_problem(&res, 422, "unknown_product");
     for (items, field) in [
         (json!([]), "items"),
         (json!([{"product_id": "sku-tea", "quantity": 0}]), "items[0].quantity"),
@@ -197,101 +175,84 @@ async fn bad_order_input_gets_the_exact_status_and_code() {
         (json!(["sku-tea"]), "items[0]"),
         (json!("sku-tea"), "items"),
     ] {
-        let res = stack.place(&token, items.clone(), None).await.expect("place");
-        let body = assert_problem(res, 400, "validation_failed").await;
+        let res = place(&buyer, items.clone(), None).await.expect("place");
+        let body = assert_problem(&res, 400, "validation_failed");
         assert_eq!(body["errors"][0]["field"], field, "{items}");
     }
     let many: Vec<Value> = (0..51).map(|i| json!({"product_id": format!("p{i}"), "quantity": 1})).collect();
-    let res = stack.place(&token, Value::Array(many), None).await.expect("place");
-    assert_problem(res, 400, "validation_failed").await;
-    let res = stack
-        .client
-        .post(&order_url)
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .expect("post");
-    assert_problem(res, 400, "malformed_json").await;
-    let res = stack.client.post(&order_url).bearer_auth(&token).body("items").send().await.expect("post");
-    assert_problem(res, 415, "unsupported_media_type").await;
-    let res = stack.client.post(&order_url).json(&json!({"items": []})).send().await.expect("post");
-    assert_problem(res, 401, "unauthorized").await;
-    let res = stack
-        .client
-        .post(&order_url)
-        .bearer_auth(&token)
+    let res = place(&buyer, Value::Array(many), None).await.expect("place");
+    assert_problem(&res, 400, "validation_failed");
+    let res = buyer.post("/v1/orders").body(Some("application/json"), "{").send().await.expect("post");
+    assert_problem(&res, 400, "malformed_json");
+    let res = buyer.post("/v1/orders").body(None, "items").send().await.expect("post");
+    assert_problem(&res, 415, "unsupported_media_type");
+    let res = anonymous.post("/v1/orders").json(&json!({"items": []})).send().await.expect("post");
+    assert_problem(&res, 401, "unauthorized");
+    let res = buyer
+        .post("/v1/orders")
         .header("Idempotency-Key", "has space")
         .json(&json!({"items": [{"product_id": "sku-tea", "quantity": 1}]}))
         .send()
         .await
         .expect("post");
-    assert_problem(res, 400, "validation_failed").await;
+    assert_problem(&res, 400, "validation_failed");
 
     // Ids: malformed, unknown, and another user's are all 404.
-    let placed: Value = stack
-        .place(&token, json!([{"product_id": "sku-tea", "quantity": 1}]), None)
+    let placed: Value = place(&buyer, json!([{"product_id": "sku-tea", "quantity": 1}]), None)
         .await
         .expect("place")
         .json()
-        .await
         .expect("json");
     let id = placed["id"].as_str().expect("id");
-    let (other, _) = stack.user(true).await;
+    let (other, _) = shop.user(true).await;
     for (who, path) in
-        [(&token, "not-a-uuid".to_owned()), (&token, uuid::Uuid::now_v7().to_string()), (&other, id.to_owned())]
+        [(&buyer, "not-a-uuid".to_owned()), (&buyer, uuid::Uuid::now_v7().to_string()), (&other, id.to_owned())]
     {
-        let res = stack.client.get(format!("{order_url}/{path}")).bearer_auth(who).send().await.expect("get");
-        assert_problem(res, 404, "not_found").await;
-        let res =
-            stack.client.post(format!("{order_url}/{path}/cancel")).bearer_auth(who).send().await.expect("cancel");
-        assert_problem(res, 404, "not_found").await;
+        let res = who.get(format!("/v1/orders/{path}")).send().await.expect("get");
+        assert_problem(&res, 404, "not_found");
+        assert_problem(&cancel(who, &path).await, 404, "not_found");
     }
     for bad in ["limit=0", "limit=101", "limit=x", "cursor=nope"] {
-        let res = stack.client.get(format!("{order_url}?{bad}")).bearer_auth(&token).send().await.expect("list");
-        assert_problem(res, 400, "validation_failed").await;
+        let res = buyer.get(format!("/v1/orders?{bad}")).send().await.expect("list");
+        assert_problem(&res, 400, "validation_failed");
     }
 
-    let (no_address, _) = stack.user(false).await;
-    let res = stack.place(&no_address, json!([{"product_id": "sku-tea", "quantity": 1}]), None).await.expect("place");
-    assert_problem(res, 422, "address_required").await;
-    stack.stop().await;
+    let (no_address, _) = shop.user(false).await;
+    let res = place(&no_address, json!([{"product_id": "sku-tea", "quantity": 1}]), None).await.expect("place");
+    assert_problem(&res, 422, "address_required");
+    shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_list_newest_first_across_pages_and_the_catalog_is_public() {
-    let stack = Stack::start(Options::default()).await;
-    let res = stack.client.get(format!("{}/v1/products", stack.url(Svc::Order))).send().await.expect("products");
+    let shop = start("orders-list").await;
+    let res = shop.client().get("/v1/products").send().await.expect("products");
     assert_eq!(res.status(), 200);
-    let products: Value = res.json().await.expect("json");
+    let products: Value = res.json().expect("json");
     assert!(products["items"].as_array().is_some_and(|a| a.len() >= 5));
     assert!(
         products["items"].as_array().expect("items").iter().all(|p| p["price_cents"].as_i64().is_some_and(|c| c > 0))
     );
 
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 100_000).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(100_000, None).await.expect("top up");
     let mut placed = Vec::new();
     for _ in 0..5 {
-        let body: Value = stack
-            .place(&token, json!([{"product_id": "sku-filter", "quantity": 1}]), None)
+        let body: Value = place(&buyer, json!([{"product_id": "sku-filter", "quantity": 1}]), None)
             .await
             .expect("place")
             .json()
-            .await
             .expect("json");
         placed.push(body["id"].as_str().expect("id").to_owned());
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{}/v1/orders?limit=2", stack.url(Svc::Order));
+        let mut path = "/v1/orders?limit=2".to_owned();
         if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
+            path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value =
-            stack.client.get(url).bearer_auth(&token).send().await.expect("list").json().await.expect("json");
+        let page: Value = buyer.get(path).send().await.expect("list").json().expect("json");
         for item in page["items"].as_array().expect("items") {
             seen.push(item["id"].as_str().expect("id").to_owned());
         }
@@ -302,5 +263,5 @@ async fn orders_list_newest_first_across_pages_and_the_catalog_is_public() {
     }
     placed.reverse();
     assert_eq!(seen, placed, "newest first, every order exactly once");
-    stack.stop().await;
+    shop.stop().await;
 }

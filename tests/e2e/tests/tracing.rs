@@ -1,7 +1,8 @@
-//! One trace across every hop: the HTTP request into the order service, the
-//! HTTP lookup in the user service, the gRPC charge in the payment service,
-//! and the AMQP messages and their consumers. Proven by collecting the spans
-//! the three real processes export over OTLP into a receiver in this test.
+//! One trace across every hop: the HTTP request into the order service
+//! (through the edge, which passes `traceparent` on), the HTTP lookup in the
+//! user service, the gRPC charge in the payment service, and the AMQP
+//! messages and their consumers. Proven by collecting the spans the three
+//! real processes export over OTLP into a receiver in this test.
 
 use std::{
     collections::BTreeSet,
@@ -18,7 +19,8 @@ use opentelemetry_proto::tonic::{
     common::v1::any_value::Value as AnyValue,
 };
 use serde_json::json;
-use twinshop_e2e::{Options, Stack, Svc};
+use twinshop_e2e::{Shop, plan};
+use twinshop_launcher::Build;
 use twinshop_testkit::eventually;
 
 /// (service.name, span name, trace id as hex)
@@ -93,32 +95,29 @@ fn has(spans: &BTreeSet<(String, String)>, service: &str, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_spans_http_grpc_and_amqp_hops_of_a_placement_and_a_cancellation() {
     let (addr, collected) = start_receiver().await;
-    let stack = Stack::start(Options { otlp_endpoint: Some(format!("http://{addr}")), ..Options::default() }).await;
-    let (token, _) = stack.user(true).await;
-    stack.top_up(&token, 10_000).await;
+    let plan = plan(Build::Microservices, "tracing").env_all("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
+    let shop = Shop::start(plan).await;
+    let (buyer, _) = shop.user(true).await;
+    buyer.top_up(10_000, None).await.expect("top up");
 
     // The client starts the trace; every hop must continue it.
     let place_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let res = stack
-        .client
-        .post(format!("{}/v1/orders", stack.url(Svc::Order)))
-        .bearer_auth(&token)
-        .header("traceparent", format!("00-{place_trace}-00f067aa0ba902b7-01"))
+    let res = buyer
+        .post("/v1/orders")
+        .header("traceparent", &format!("00-{place_trace}-00f067aa0ba902b7-01"))
         .json(&json!({"items": [{"product_id": "sku-tea", "quantity": 1}]}))
         .send()
         .await
         .expect("place");
     assert_eq!(res.status(), 201);
-    let order: serde_json::Value = res.json().await.expect("json");
+    let order: serde_json::Value = res.json().expect("json");
     assert_eq!(order["status"], "confirmed");
 
     let cancel_trace = "0af7651916cd43dd8448eb211c80319c";
     let id = order["id"].as_str().expect("id");
-    let res = stack
-        .client
-        .post(format!("{}/v1/orders/{id}/cancel", stack.url(Svc::Order)))
-        .bearer_auth(&token)
-        .header("traceparent", format!("00-{cancel_trace}-b7ad6b7169203331-01"))
+    let res = buyer
+        .post(format!("/v1/orders/{id}/cancel"))
+        .header("traceparent", &format!("00-{cancel_trace}-b7ad6b7169203331-01"))
         .send()
         .await
         .expect("cancel");
@@ -154,5 +153,5 @@ async fn one_trace_id_spans_http_grpc_and_amqp_hops_of_a_placement_and_a_cancell
         }
     })
     .await;
-    stack.stop().await;
+    shop.stop().await;
 }
