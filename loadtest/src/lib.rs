@@ -19,9 +19,9 @@
 //! - [`step`]: one measured step (warm-up, window, check) → [`StepResult`];
 //! - [`report`]: the one report pipeline (a document model rendered to Markdown and HTML with SVG charts,
 //!   plus the JSON results), used by runs, `compare` and the labs;
-//! - [`progress`], [`cpu`]: the live progress line and the generator's own CPU time;
-//! - [`compare`]: `loadtest compare`, both builds side by side (starting them, CPU and memory per
-//!   process from `/proc`, pgbench ceilings, hop probes, the comparison report);
+//! - [`progress`]: the live progress line;
+//! - [`compare`]: `loadtest compare`, both builds side by side (started by the launcher, CPU and
+//!   memory per process from `/proc`, pgbench ceilings, hop probes, the comparison report);
 //! - [`cli`]: the `loadtest` command line and its runtime (`main.rs` is a shim over it).
 //!
 //! # Using it from another tool
@@ -48,15 +48,14 @@
 //! Every request goes through twinshop-client (its raw layer on the hot
 //! path, its typed layer for setup and checks, its internal part for the
 //! hop probes), so the generator is a pure client like the conformance
-//! suite; it also depends on tokio, hdrhistogram and serde, and on
-//! twinshop-contracts only to name the RabbitMQ queues `compare` deletes.
-//! `compare` also runs programs: `scripts/run-local`, `cargo`, `psql` and
-//! `pgbench`, and reads `/proc`.
+//! suite; it also depends on tokio, hdrhistogram and serde. `compare`
+//! starts and stops the builds with twinshop-launcher (the one launcher,
+//! which also gives a process's CPU time and peak memory, the generator's
+//! own included), runs `cargo`, `psql` and `pgbench`, and reads `/proc`.
 
 pub mod check;
 pub mod cli;
 pub mod compare;
-pub mod cpu;
 pub mod engine;
 pub mod mix;
 pub mod progress;

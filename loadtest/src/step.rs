@@ -13,10 +13,10 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use twinshop_client::Client;
+use twinshop_launcher::processes::cpu_time;
 
 use crate::{
     check::{CheckReport, check_pool},
-    cpu::process_cpu_time,
     engine::{self, Model, Phase},
     mix::Mix,
     setup::{Product, SetupConfig, UserPool, fetch_catalog, wallet_budget},
@@ -236,9 +236,9 @@ pub async fn run_step_observed(
     let recorder = Arc::new(Recorder::new());
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     observe(WindowEdge::Start);
-    let cpu_before = process_cpu_time();
+    let cpu_before = cpu_time(std::process::id());
     let ran = engine::run(&phase(config.duration, config.max_requests, "measure"), shop, recorder.clone()).await;
-    let cpu_after = process_cpu_time();
+    let cpu_after = cpu_time(std::process::id());
     observe(WindowEdge::End);
     let summary = recorder.summary(ran.window);
     let generator = cpu_before.zip(cpu_after).map(|(before, after)| {

@@ -1,6 +1,8 @@
 //! Spawning one process the way a pod's container starts: its own
 //! environment only, optionally inside its cgroup and its network
-//! namespace; plus signals and `/proc` figures for the processes we started.
+//! namespace; plus signals and `/proc` figures for the processes we started
+//! (CPU time, resident and peak resident memory: what labs and `loadtest
+//! compare` measure a process by).
 //!
 //! The process is started through wrappers that `exec`, so the pid we hold
 //! is the service's own from the first instruction on:
@@ -215,8 +217,19 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// Resident memory of `pid` now, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most resident memory `pid` has had since it started (its high-water
+/// mark), in bytes: what a run's memory report gives per process.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()?;
     Some(kb * 1024)
 }
 
@@ -236,6 +249,8 @@ mod tests {
     fn our_own_process_has_cpu_time_and_memory() {
         assert!(cpu_time(std::process::id()).is_some());
         assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
+        let (now, peak) = (rss_bytes(std::process::id()), peak_rss_bytes(std::process::id()));
+        assert!(now.zip(peak).is_some_and(|(now, peak)| peak >= now), "{now:?} {peak:?}");
         assert!(is_alive(std::process::id()));
     }
 }

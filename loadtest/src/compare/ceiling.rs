@@ -10,7 +10,9 @@
 //! costs, before any network hop).
 //!
 //! Method, per comparison, in throwaway databases (created, migrated with
-//! the binaries' own `migrate` subcommand, seeded, dropped afterwards):
+//! the measured binaries' own `migrate` subcommand as the launcher runs it,
+//! seeded, dropped afterwards, with the events namespace that migration
+//! declared on RabbitMQ):
 //! - **monolith**: one pgbench, one database, the whole order per script
 //!   run: its transactions per second are orders per second (the better
 //!   of 4 and 8 clients in full mode).
@@ -31,9 +33,13 @@ use std::{path::Path, process::Stdio};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
+use twinshop_launcher::{
+    LogTarget, Service, broker,
+    databases::{self, database_url},
+};
 
 use super::{
-    launch::{Launcher, database_url, drop_database},
+    launch::Setup,
     procs::{self, OTHER, Scope, Watch, cpu_delta_ms},
 };
 
@@ -124,48 +130,52 @@ pub fn bisect(held: f64, failed: f64) -> f64 {
     ((held + failed) / 2.0).round()
 }
 
-/// A throwaway database: created, migrated by `binary migrate`, seeded.
-async fn prepare(launcher: &Launcher, db: &str, binary: &str, prefix: &str, seeds: &[&str], dir: &Path) -> Result<()> {
-    psql(&launcher.pg, "postgres", &format!("CREATE DATABASE \"{db}\"")).await?;
-    let bin = launcher.root.join("target/release").join(binary);
+/// What `<binary> migrate` needs for `service` with database `db`: the
+/// variables the binary requires (its peers' addresses are never used).
+fn migrate_env(setup: &Setup, service: Service, db: &str, namespace: &str) -> Result<Vec<(String, String)>> {
+    let key = |f: &str| {
+        let path = setup.root.join("dev/keys").join(f);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let p = service.env_prefix();
+    Ok(vec![
+        ("JWT_PRIVATE_KEY".to_owned(), key("jwt-private.pem")?),
+        ("JWT_PUBLIC_KEY".to_owned(), key("jwt-public.pem")?),
+        ("EVENTS_NAMESPACE".to_owned(), namespace.to_owned()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+        (format!("{p}DATABASE_URL"), database_url(&setup.backing, db)),
+        (format!("{p}REDIS_URL"), setup.backing.redis.clone()),
+        (format!("{p}AMQP_URL"), setup.backing.amqp.clone()),
+        ("ORDER_USER_SERVICE_URL".to_owned(), "http://127.0.0.1:9".to_owned()),
+        ("ORDER_PAYMENT_GRPC_URL".to_owned(), "http://127.0.0.1:9".to_owned()),
+    ])
+}
+
+/// A throwaway database: created, migrated by the service's own `migrate`, seeded.
+async fn prepare(setup: &Setup, ns: &str, db: &str, service: Service, seeds: &[&str], dir: &Path) -> Result<()> {
+    databases::create_if_missing(&setup.backing, db).await?;
+    let bin = setup.bin_dir.join(service.binary());
     ensure!(bin.is_file(), "{} is missing: build the release binaries first", bin.display());
-    let status = Command::new(&bin)
-        .arg("migrate")
-        .envs(launcher.migrate_env(prefix, db)?)
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .with_context(|| format!("running {binary} migrate"))?;
-    ensure!(status.success(), "{binary} migrate failed for {db} ({status})");
+    let logs = LogTarget::Dir(dir.to_path_buf());
+    databases::migrate(&bin, &migrate_env(setup, service, db, ns)?, &logs, &format!("migrate-{db}")).await?;
     for (i, seed) in seeds.iter().enumerate() {
         let file = dir.join(format!("seed-{db}-{i}.sql"));
         std::fs::write(&file, seed).with_context(|| format!("writing {}", file.display()))?;
         let status = Command::new("psql")
-            .args([&database_url(&launcher.pg, db), "-qX", "-v", "ON_ERROR_STOP=1", "-f"])
+            .args([&database_url(&setup.backing, db), "-qX", "-v", "ON_ERROR_STOP=1", "-f"])
             .arg(&file)
             .stdout(Stdio::null())
             .status()
             .await
-            .context("running psql")?;
+            .context("running psql (is postgresql-client installed?)")?;
         ensure!(status.success(), "seeding {db} failed");
     }
     Ok(())
 }
 
-async fn psql(pg: &str, db: &str, sql: &str) -> Result<()> {
-    let status = Command::new("psql")
-        .args([&database_url(pg, db), "-qtAXc", sql])
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .context("running psql (is postgresql-client installed?)")?;
-    ensure!(status.success(), "psql failed: {sql}");
-    Ok(())
-}
-
 /// One pgbench run of `script` (a file in `dir`) against `db`.
 async fn pgbench(
-    pg: &str,
+    backing: &twinshop_launcher::plan::Backing,
     db: &str,
     dir: &Path,
     script: &str,
@@ -178,7 +188,7 @@ async fn pgbench(
         .args(["-T", &format!("{}", secs.ceil().max(1.0) as u64)])
         .arg("-f")
         .arg(dir.join(script))
-        .arg(database_url(pg, db));
+        .arg(database_url(backing, db));
     if let Some(r) = rate {
         cmd.args(["-R", &format!("{r:.0}")]);
     }
@@ -205,8 +215,10 @@ fn other_cores(before: &procs::Sample, after: &procs::Sample, secs: f64) -> f64 
     cpu_delta_ms(before, after).get(OTHER).copied().unwrap_or(0.0) / 1e3 / secs.max(1e-3)
 }
 
-/// Measures both ceilings in throwaway databases named after `tag`.
-pub async fn measure(launcher: &Launcher, tag: &str, config: CeilingConfig, dir: &Path) -> Result<Ceilings> {
+/// Measures both ceilings in throwaway databases (named as the launcher's
+/// fresh ones, so a crashed comparison's are dropped by the next start),
+/// migrated under the events namespace `loadtest_pgb<tag>`.
+pub async fn measure(setup: &Setup, tag: &str, config: CeilingConfig, dir: &Path) -> Result<Ceilings> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, text) in [
         ("monolith-place-order.sql", MONOLITH),
@@ -216,21 +228,33 @@ pub async fn measure(launcher: &Launcher, tag: &str, config: CeilingConfig, dir:
     ] {
         std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
     }
-    let dbs = ["mono", "user", "payment", "order"].map(|d| format!("lt_pgb_{tag}_{d}"));
-    let result = measure_in(launcher, &dbs, config, dir).await;
+    let dbs = ["mono", "user", "payment", "order"].map(|d| databases::fresh_name(&format!("pgb_{d}")));
+    let namespace = format!("loadtest_pgb{tag}");
+    let result = measure_in(setup, &namespace, &dbs, config, dir).await;
     for db in &dbs {
-        drop_database(&launcher.pg, db).await;
+        if let Err(e) = databases::drop_database(&setup.backing, db).await {
+            eprintln!("compare  could not drop the database {db}; drop it by hand ({e:#})");
+        }
+    }
+    if let Err(e) = broker::delete_namespace(&setup.backing.amqp, &namespace).await {
+        eprintln!("compare  could not delete the RabbitMQ namespace {namespace} ({e:#})");
     }
     result
 }
 
-async fn measure_in(launcher: &Launcher, dbs: &[String; 4], config: CeilingConfig, dir: &Path) -> Result<Ceilings> {
+async fn measure_in(
+    setup: &Setup,
+    namespace: &str,
+    dbs: &[String; 4],
+    config: CeilingConfig,
+    dir: &Path,
+) -> Result<Ceilings> {
     let [mono_db, user_db, payment_db, order_db] = dbs;
-    let pg = &launcher.pg;
-    prepare(launcher, mono_db, "monolith", "MONOLITH", &[SEED_COMMON, SEED_MONOLITH], dir).await?;
-    prepare(launcher, user_db, "user-service", "USER", &[SEED_COMMON], dir).await?;
-    prepare(launcher, payment_db, "payment-service", "PAYMENT", &[SEED_COMMON, SEED_MICRO_PAYMENT], dir).await?;
-    prepare(launcher, order_db, "order-service", "ORDER", &[SEED_COMMON], dir).await?;
+    let (ns, pg) = (namespace, &setup.backing);
+    prepare(setup, ns, mono_db, Service::Monolith, &[SEED_COMMON, SEED_MONOLITH], dir).await?;
+    prepare(setup, ns, user_db, Service::User, &[SEED_COMMON], dir).await?;
+    prepare(setup, ns, payment_db, Service::Payment, &[SEED_COMMON, SEED_MICRO_PAYMENT], dir).await?;
+    prepare(setup, ns, order_db, Service::Order, &[SEED_COMMON], dir).await?;
     let secs = config.duration_s;
 
     let watch = watch();

@@ -3,17 +3,20 @@
 //!
 //! Why it exists: it is the one command an architect runs to learn what
 //! splitting the shop into services costs and where that cost goes. It
-//! composes the rest of the crate: builds are started and stopped with the
-//! local run command ([`launch`]), load is offered by the same engine and
-//! steps as `loadtest run` ([`crate::step`]), CPU and memory come from
-//! `/proc` ([`procs`]), the database ceiling from pgbench ([`ceiling`]),
-//! the hop cost from direct probes ([`hops`]); [`math`] turns the results
-//! into the headline, [`report`] gathers it and [`render`] writes it.
+//! composes the rest of the crate: builds are started and stopped by the
+//! launcher, as for `make run` and the labs ([`launch`] says with which
+//! plan), load is offered by the same engine and steps as `loadtest run`
+//! ([`crate::step`]), CPU and memory of the pids the launcher reports come
+//! from `/proc` ([`procs`]), the database ceiling from pgbench
+//! ([`ceiling`]), the hop cost from direct probes ([`hops`]); [`math`] turns
+//! the results into the headline, [`report`] gathers it and [`render`]
+//! writes it.
 //!
 //! # The sequence
 //!
 //! 1. the plan and its time budget are printed; the release binaries are
-//!    built once (waiting for any other cargo on the machine first);
+//!    built once (waiting for any other cargo on the machine first), unless
+//!    `--no-build` or another build's binaries are measured (`--bin-dir`);
 //! 2. **peak**: a fresh monolith, closed-model steps; the highest achieved
 //!    rate is the monolith's peak;
 //! 3. **runs**, interleaved monolith, microservices, monolith, ... (at
@@ -25,12 +28,12 @@
 //!    step at a fixed rate (CPU per placed order), and a place-only
 //!    closed-model step (placed orders per second at most, against the
 //!    database ceiling); a correctness check after every step; memory at
-//!    the end; then the build stops and its databases are dropped;
+//!    the end; then the build stops, and its databases and its events
+//!    namespace on RabbitMQ are removed;
 //! 4. **hop probes** on the last microservices run, before it stops;
 //! 5. **ceilings**: pgbench on throwaway databases, nothing else running;
 //! 6. the report: JSON, Markdown and HTML, headline first.
 
-pub mod broker;
 pub mod ceiling;
 pub mod hops;
 pub mod launch;
@@ -53,12 +56,13 @@ use clap::Args;
 use serde_json::json;
 
 use self::{
-    launch::{Build, Launcher, Running},
+    launch::{Build, Running, Setup},
     plan::{Plan, fmt_minutes},
     procs::{Watch, cpu_delta_ms},
     report::{CompareReport, Peak, RunRecord},
 };
 use twinshop_client::Client;
+use twinshop_launcher::Service;
 
 use crate::{
     engine::Model,
@@ -89,6 +93,12 @@ pub struct CompareArgs {
     /// Do not build the release binaries first (they must exist).
     #[arg(long)]
     pub no_build: bool,
+    /// Where the service binaries are: default the workspace's
+    /// target/release (built first unless --no-build); another build's
+    /// binaries are measured as they are (its pgbench ceiling still runs
+    /// this checkout's SQL: --no-ceiling if that build's schema differs).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
     /// Skip the pgbench database ceilings.
     #[arg(long)]
     pub no_ceiling: bool,
@@ -98,7 +108,7 @@ pub struct CompareArgs {
     /// RUST_LOG of the services it starts (the product default).
     #[arg(long, default_value = "info")]
     pub rust_log: String,
-    /// The workspace root (where scripts/run-local is); default: found from the current directory.
+    /// The workspace root (dev/keys, deploy/edge); default: found from the current directory.
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Measure nothing: recompute the headline of an earlier comparison's
@@ -135,22 +145,30 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
     let log_dir = out.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let tag = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() % 0xffffff);
-    let launcher = Launcher {
+    let release = root.join("target/release");
+    let setup = Setup {
         root: root.clone(),
-        pg: args.pg.trim_end_matches('/').to_owned(),
-        namespace: format!("loadtest{tag}"),
+        bin_dir: args.bin_dir.clone().unwrap_or_else(|| release.clone()),
+        backing: Setup::backing(&args.pg),
         rust_log: args.rust_log.clone(),
         log_dir,
     };
     let given = args.mono_url.clone().zip(args.micro_url.clone());
     let mut notes = Vec::new();
     if given.is_none() && !args.no_build {
-        let took = launch::build_release(&root, Duration::from_secs(30 * 60)).await?;
-        eprintln!("compare  release binaries ready in {:.0} s", took.as_secs_f64());
+        if setup.bin_dir == release {
+            let took = launch::build_release(&root, Duration::from_secs(30 * 60)).await?;
+            eprintln!("compare  release binaries ready in {:.0} s", took.as_secs_f64());
+        } else {
+            eprintln!("compare  measuring the binaries in {} as they are (no build)", setup.bin_dir.display());
+        }
+    }
+    if given.is_none() && setup.bin_dir != release {
+        notes.push(format!("The builds ran the binaries in {}.", setup.bin_dir.display()));
     }
 
     // 2. The monolith's peak, on its own fresh instance.
-    let (peak, mut hops) = (find_peak(&launcher, &plan, given.as_ref(), &tag).await?, None);
+    let (peak, mut hops) = (find_peak(&setup, &plan, given.as_ref()).await?, None);
     eprintln!("compare  monolith peak: {:.0} rps (closed model)", peak.rps);
     if peak.rps < 10.0 {
         bail!("the monolith's peak is {:.1} rps: nothing to compare (see the logs in {})", peak.rps, out.display());
@@ -169,9 +187,9 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
                 round + 1,
                 fmt_minutes(started.elapsed().as_secs_f64())
             );
-            let suffix = format!("_lt{tag}_{}{round}", &build.name()[..2]);
+            let label = format!("run{}-{}", round + 1, build.name());
             let url = given.as_ref().map(|(m, s)| if build == Build::Monolith { m.clone() } else { s.clone() });
-            match one_run(&launcher, &plan, build, round, &suffix, url, peak.rps, last_micro).await {
+            match one_run(&setup, &plan, build, round, &label, url, peak.rps, last_micro).await {
                 Ok((record, probed)) => {
                     hops = hops.or(probed);
                     runs.push(record);
@@ -189,7 +207,7 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
         notes.push("The database ceilings were skipped (--no-ceiling).".to_owned());
         None
     } else {
-        match ceiling::measure(&launcher, &tag, plan.ceiling, &out.join("pgbench")).await {
+        match ceiling::measure(&setup, &tag, plan.ceiling, &out.join("pgbench")).await {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("compare  the database ceilings could not be measured: {e:#}");
@@ -198,16 +216,6 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
             }
         }
     };
-    // 6. What the runs left on RabbitMQ.
-    if given.is_none() {
-        match broker::delete_namespace(&broker::amqp_url(), &launcher.namespace).await {
-            Ok(d) => eprintln!(
-                "compare  RabbitMQ: deleted namespace {} ({} queues with {} messages, {} exchanges)",
-                launcher.namespace, d.queues, d.messages, d.exchanges
-            ),
-            Err(e) => notes.push(format!("RabbitMQ namespace {} was not deleted: {e:#}.", launcher.namespace)),
-        }
-    }
     if given.is_some() {
         notes.push(
             "The builds were given as URLs: they were not restarted between runs (databases not fresh), and \
@@ -229,13 +237,16 @@ fn finish(out: &Path, report: CompareReport) -> Result<std::process::ExitCode> {
     Ok(if report.all_correct() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
 }
 
-/// The workspace root: the nearest ancestor of the current directory with `scripts/run-local`.
+/// The workspace root: the nearest ancestor of the current directory with
+/// the edge's template and the development keys.
 fn find_root() -> Result<PathBuf> {
     let here = std::env::current_dir()?;
     here.ancestors()
-        .find(|d| d.join("scripts/run-local").is_file())
+        .find(|d| d.join("deploy/edge/twinshop.conf.template").is_file() && d.join("dev/keys").is_dir())
         .map(Path::to_path_buf)
-        .context("scripts/run-local not found above the current directory: run from the workspace or pass --root")
+        .context(
+            "deploy/edge and dev/keys not found above the current directory: run from the workspace or pass --root",
+        )
 }
 
 fn command_line() -> String {
@@ -250,21 +261,17 @@ struct Deployed {
     watch: Watch,
 }
 
-/// The processes of `build` to account for.
+/// The processes of `build` to account for: for a run the launcher
+/// started, by the pids it reports.
 fn watch_for(build: Build, running: Option<&Running>, base_url: &str) -> Watch {
     let procs = procs::all_processes();
     let mut w = Watch::default();
     match running {
         Some(r) => {
-            for comm in build.processes() {
-                w.add(comm, procs::find_under(&procs, r.pid, comm), true);
+            for &service in build.launcher().services() {
+                w.add_scoped(service.binary(), r.pid(service), true, procs::Scope::Own);
             }
-            w.add("edge (nginx)", procs::find_under(&procs, r.pid, "nginx"), true);
-            for pid in procs::tree(&procs, r.pid) {
-                if procs[&pid].comm == "sed" {
-                    w.add("log pipes (sed)", Some(pid), true);
-                }
-            }
+            w.add("edge (nginx)", r.edge_pid(), true);
         }
         None => {
             for comm in build.processes() {
@@ -284,14 +291,14 @@ fn watch_for(build: Build, running: Option<&Running>, base_url: &str) -> Watch {
     w
 }
 
-async fn start(launcher: &Launcher, build: Build, suffix: &str, url: Option<String>) -> Result<Deployed> {
+async fn start(setup: &Setup, build: Build, label: &str, url: Option<String>) -> Result<Deployed> {
     match url {
         Some(base_url) => {
             let watch = watch_for(build, None, &base_url);
             Ok(Deployed { base_url, running: None, watch })
         }
         None => {
-            let running = launcher.start(build, suffix).await?;
+            let running = setup.start(build, label).await?;
             eprintln!(
                 "compare  {} up in {:.1} s at {}",
                 build.name(),
@@ -364,9 +371,9 @@ async fn setup_pool(target: &Client, plan: &Plan, orders: f64) -> Result<(Arc<Us
 }
 
 /// Closed-model steps on a fresh monolith: its peak.
-async fn find_peak(launcher: &Launcher, plan: &Plan, given: Option<&(String, String)>, tag: &str) -> Result<Peak> {
+async fn find_peak(setup: &Setup, plan: &Plan, given: Option<&(String, String)>) -> Result<Peak> {
     let url = given.map(|(m, _)| m.clone());
-    let t = start(launcher, Build::Monolith, &format!("_lt{tag}_peak"), url).await?;
+    let t = start(setup, Build::Monolith, "peak-monolith", url).await?;
     let result = async {
         let target = Client::builder().timeout(Duration::from_secs(10)).build(&t.base_url)?;
         // Closed steps run as fast as the server answers: fund for 3000 rps.
@@ -385,7 +392,7 @@ async fn find_peak(launcher: &Launcher, plan: &Plan, given: Option<&(String, Str
     }
     .await;
     if let Some(r) = t.running {
-        r.stop(&launcher.pg).await;
+        r.stop().await;
     }
     result
 }
@@ -393,20 +400,20 @@ async fn find_peak(launcher: &Launcher, plan: &Plan, given: Option<&(String, Str
 /// One run of one build: start, pool, steps, probes (maybe), memory, stop.
 #[allow(clippy::too_many_arguments)]
 async fn one_run(
-    launcher: &Launcher,
+    setup: &Setup,
     plan: &Plan,
     build: Build,
     round: usize,
-    suffix: &str,
+    label: &str,
     url: Option<String>,
     peak: f64,
     probe_hops: bool,
 ) -> Result<(RunRecord, Option<hops::Hops>)> {
-    let t = start(launcher, build, suffix, url).await?;
+    let t = start(setup, build, label, url).await?;
     let started_in = t.running.as_ref().map(|r| r.started_in.as_secs_f64());
     let result = run_steps(plan, build, round, &t, peak, probe_hops).await;
     if let Some(r) = t.running {
-        r.stop(&launcher.pg).await;
+        r.stop().await;
     }
     let (mut record, hops) = result?;
     record.started_in_s = started_in;
@@ -459,17 +466,14 @@ async fn run_steps(
     steps.push(measured_step(&target, &pool, &catalog, &config, &t.watch, "place_peak").await?);
 
     let hops = match (&t.running, probe_hops) {
-        (Some(r), true) => {
-            let port = |v| r.ports.get(v).map(|p| format!("http://127.0.0.1:{p}"));
-            match (port("USER_INTERNAL_PORT"), port("PAYMENT_INTERNAL_PORT")) {
-                (Some(user), Some(payment)) => {
-                    let ids = pool.users.iter().take(50).map(|u| u.id).collect();
-                    let d = Duration::from_secs_f64(plan.hop_duration_s);
-                    Some(hops::probe(&user, &payment, ids, &t.watch, plan.hop_rate, d).await?)
-                }
-                _ => None,
+        (Some(r), true) => match (r.internal_url(Service::User), r.internal_url(Service::Payment)) {
+            (Some(user), Some(payment)) => {
+                let ids = pool.users.iter().take(50).map(|u| u.id).collect();
+                let d = Duration::from_secs_f64(plan.hop_duration_s);
+                Some(hops::probe(&user, &payment, ids, &t.watch, plan.hop_rate, d).await?)
             }
-        }
+            _ => None,
+        },
         _ => None,
     };
     // The run's verdict: the whole pool once more, waiting longer for

@@ -5,15 +5,17 @@
 //! which processes are which, and to count CPU that processes which exit
 //! during the window took with them. Both are handled here:
 //!
-//! - **Which**: a [`Watch`] is a list of named *roots*; each one's whole
-//!   process tree is attributed to its name. The services, the monolith
-//!   and the edge are found by command name among the descendants of the
-//!   `run-local` process that `compare` started (or, with given URLs,
-//!   anywhere, when exactly one process has that name); Postgres, Redis and
-//!   RabbitMQ by the process listening on their port, so a containerised
-//!   Postgres or RabbitMQ on the same host (another compose stack) is never
-//!   counted as ours. The generator counts its own process only (see
-//!   [`Scope`]): the build it started is its child, counted by name.
+//! - **Which**: a [`Watch`] is a list of named *roots*, each attributed to
+//!   its name. The services and the monolith are the pids the launcher
+//!   reports for the run (each process alone: they start no children), the
+//!   edge is its nginx master's tree (the workers are its children); with
+//!   given URLs, processes are found anywhere by command name, when exactly
+//!   one has it. Postgres, Redis and RabbitMQ are found by the process
+//!   listening on their port, so a containerised Postgres or RabbitMQ on the
+//!   same host (another compose stack) is never counted as ours. The
+//!   generator counts its own process only (see [`Scope`]): the launcher's
+//!   log pumps run in it, the build's processes are counted under their
+//!   own names.
 //! - **Exited processes**: a tree's CPU is the sum over its live processes
 //!   of `utime + stime + cutime + cstime` (`/proc/<pid>/stat`). A child that
 //!   exits is reaped by its parent, and its whole CPU time moves into the
@@ -26,15 +28,22 @@
 //!   work, a docker build): a comparison run next to a busy neighbour says
 //!   so instead of hiding it.
 //!
-//! Memory: `VmHWM` (peak resident set since start) of each process we
+//! Memory: the peak resident set since start (`VmHWM`) of each process we
 //! started, and for the long-lived backing services the proportional set
 //! size (`Pss`, shared pages divided among their sharers) summed over the
 //! tree when sampled.
+//!
+//! One process's own figures (CPU time, peak resident set) are the
+//! launcher's (`twinshop_launcher::processes`); what is here is what the
+//! launcher has no use for: process trees, reaped children, the machine's
+//! busy time, listeners and `Pss`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs,
 };
+
+use twinshop_launcher::processes::{cpu_time, peak_rss_bytes};
 
 /// Clock ticks per second of `/proc` times (fixed by the Linux ABI).
 const USER_HZ: f64 = 100.0;
@@ -163,16 +172,6 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
-/// The topmost process named `comm` under `root`: its tree is the service
-/// (e.g. nginx's master, whose workers are its children).
-pub fn find_under(procs: &HashMap<u32, Stat>, root: u32, comm: &str) -> Option<u32> {
-    let members: HashSet<u32> = tree(procs, root).into_iter().collect();
-    let mut named: Vec<u32> = members.iter().copied().filter(|p| procs[p].comm == comm).collect();
-    named.retain(|p| procs.get(p).is_none_or(|s| !(members.contains(&s.ppid) && procs[&s.ppid].comm == comm)));
-    named.sort_unstable();
-    named.first().copied()
-}
-
 /// The only top-level process named `comm` on the machine, if exactly one.
 pub fn find_unique(procs: &HashMap<u32, Stat>, comm: &str) -> Option<u32> {
     let tops: Vec<u32> = procs
@@ -183,13 +182,9 @@ pub fn find_unique(procs: &HashMap<u32, Stat>, comm: &str) -> Option<u32> {
     (tops.len() == 1).then(|| tops[0])
 }
 
-/// `VmHWM` and `VmRSS` of a process, in MiB.
-pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-    };
-    Some((kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0))
+/// The peak resident set of a process since it started, in MiB.
+fn peak_mib(pid: u32) -> Option<f64> {
+    peak_rss_bytes(pid).map(|bytes| bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The proportional set size of a process, in MiB (`/proc/<pid>/smaps_rollup`).
@@ -204,10 +199,11 @@ pub fn pss_mib(pid: u32) -> Option<f64> {
 /// What of a root process counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// The process and all its descendants (a service, Postgres and its backends).
+    /// The process and all its descendants (the edge and its workers,
+    /// Postgres and its backends).
     Tree,
-    /// The process alone: the generator, whose children are the build it
-    /// started (counted under their own names).
+    /// The process alone: a service, or the generator (whose children
+    /// would be what it runs, counted under their own names).
     Own,
     /// Only the children the process has reaped (pgbench and psql, run by
     /// the generator and waited for).
@@ -247,7 +243,7 @@ impl Watch {
             let ticks = |f: fn(&Stat) -> u64| procs.get(root).map_or(0.0, |s| f(s) as f64 / USER_HZ);
             *cpu_s.entry(name.clone()).or_default() += match scope {
                 Scope::Tree => tree_cpu_s(&procs, *root),
-                Scope::Own => ticks(|s| s.own_ticks),
+                Scope::Own => cpu_time(*root).map_or(0.0, |t| t.as_secs_f64()),
                 Scope::Reaped => ticks(|s| s.children_ticks),
             };
         }
@@ -266,7 +262,7 @@ impl Watch {
                 Scope::Reaped => continue,
             };
             let mib: f64 = if self.started.contains(name) {
-                members.iter().filter_map(|p| memory_mib(*p)).map(|(hwm, _)| hwm).sum()
+                members.iter().filter_map(|p| peak_mib(*p)).sum()
             } else {
                 members.iter().filter_map(|p| pss_mib(*p)).sum()
             };
@@ -332,7 +328,6 @@ mod tests {
         members.sort_unstable();
         assert_eq!(members, [10, 11, 12]);
         assert!((tree_cpu_s(&procs, 10) - 6.5).abs() < 1e-9);
-        assert_eq!(find_under(&procs, 1, "postgres"), Some(10));
         assert_eq!(find_unique(&procs, "postgres"), Some(10));
         assert_eq!(find_unique(&procs, "nginx"), None);
     }

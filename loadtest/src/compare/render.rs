@@ -192,13 +192,14 @@ fn machine_text(r: &CompareReport) -> String {
 }
 
 const METHOD: &str = "Method: both builds run as local processes behind the same nginx edge against the same \
-Postgres, Redis (and, for the microservices, RabbitMQ), started by scripts/run-local on fresh databases and free \
-ports for every run (Postgres over plain TCP on loopback, for the builds and pgbench alike); runs alternate \
+Postgres, Redis (and, for the microservices, RabbitMQ), started by the launcher (crates/launcher) on fresh databases, \
+free ports and an events namespace of their own for every run (Postgres over plain TCP on loopback, for the builds \
+and pgbench alike); runs alternate \
 monolith, microservices, ...; each run sets up its own pool of users (not measured). Mix steps are open-model (constant arrival rate, latency from the intended send time) at fixed \
 fractions of the monolith's closed-model peak, the same rates for both builds. Throughput at the SLO is the highest \
 offered rate whose step had p99 ≤ 25 ms, no errors and a passing correctness check. CPU is utime+stime from /proc \
-over the measured window only, per process tree (reaped children included, so Postgres backends that exit still \
-count), divided by the placed orders of a place-only step at a fixed rate; 'other (machine)' is busy CPU of the \
+over the measured window only, of the processes the launcher reports (the edge and Postgres per process tree, reaped \
+children included, so Postgres backends that exit still count), divided by the placed orders of a place-only step at a fixed rate; 'other (machine)' is busy CPU of the \
 machine that no listed process took (kernel threads, other sessions' work). Memory is VmHWM of the processes a run \
 started and the proportional set size (Pss) of the shared backing services.";
 
