@@ -207,12 +207,27 @@ fn open_svg(height: f64, left: f64, title: &str, names: &[&str]) -> String {
     out
 }
 
+/// A shaded stretch of the x axis, e.g. when a fault was held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub from: f64,
+    pub to: f64,
+    /// A short label drawn at its top, e.g. `F3`.
+    pub label: String,
+}
+
 /// Lines over a linear x axis starting at 0, with an optional threshold.
 pub fn line_chart(chart: &LineChart) -> String {
+    line_chart_with_bands(chart, &[])
+}
+
+/// [`line_chart`] with shaded bands behind the lines (a timeline with its
+/// faults marked). Lines with many points are drawn without dots.
+pub fn line_chart_with_bands(chart: &LineChart, bands: &[Band]) -> String {
     let (left, right, top, bottom) = (70.0, 20.0, 48.0, 44.0);
     let height = 360.0;
     let (plot_w, plot_h) = (WIDTH - left - right, height - top - bottom);
-    let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).chain(bands.iter().map(|b| b.to));
     let x_axis = Axis::covering(Scale::Linear, xs);
     let ys =
         chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(chart.threshold.as_ref().map(|t| t.0));
@@ -257,6 +272,17 @@ pub fn line_chart(chart: &LineChart) -> String {
         top + plot_h,
         top + plot_h
     );
+    for (i, band) in bands.iter().enumerate() {
+        let (x0, x1) = (px(band.from), px(band.to.max(band.from)));
+        let label_y = top + 12.0 + 11.0 * (i % 3) as f64;
+        let _ = write!(
+            out,
+            r##"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{plot_h:.1}" fill="#e15759" fill-opacity="0.12"/><text x="{:.1}" y="{label_y:.1}" {FONT} font-size="9" fill="#a33">{}</text>"##,
+            (x1 - x0).max(1.0),
+            x0 + 2.0,
+            escape(&band.label)
+        );
+    }
     if let Some((value, label)) = &chart.threshold {
         let y = py(*value);
         let _ = write!(
@@ -278,7 +304,7 @@ pub fn line_chart(chart: &LineChart) -> String {
             path.join(" "),
             colour(i)
         );
-        for (x, y) in &points {
+        for (x, y) in points.iter().filter(|_| points.len() <= 120) {
             let _ = write!(
                 out,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"><title>{}: {} → {}</title></circle>"#,

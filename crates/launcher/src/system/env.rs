@@ -1,7 +1,9 @@
 //! The environment of each process: exactly the variables README.md's
 //! "Configuration" documents for its binary, filled in from the plan, then
 //! the plan's extra variables (for every process, then per service), which
-//! win. Nothing is inherited from the launcher's own environment.
+//! win (a loopback URL in them is reached through the gateway from a
+//! namespace, like the backing services). Nothing is inherited from the
+//! launcher's own environment.
 
 use std::net::Ipv4Addr;
 
@@ -65,10 +67,13 @@ impl System {
             env.push(("ORDER_USER_SERVICE_URL".into(), self.peer_url(Service::User, local)));
             env.push(("ORDER_PAYMENT_GRPC_URL".into(), self.peer_url(Service::Payment, local)));
         }
+        // Extra variables naming a loopback URL mean the host's loopback
+        // too (a lab's proxy, a private broker): a namespaced process
+        // reaches it through its gateway, like the backing services.
         let extra = plan.env_all.iter().chain(plan.env.get(&svc).into_iter().flatten());
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
-            env.push((k.clone(), v.clone()));
+            env.push((k.clone(), backing(v)));
         }
         env
     }

@@ -1,0 +1,31 @@
+//! The labs, by name: what each shows and which section of the seed
+//! (docs/concepts/README.md) it answers.
+
+use anyhow::{Result, bail};
+
+use crate::common::{LabArgs, LabOutcome};
+
+/// One lab as `lab list` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub name: &'static str,
+    /// The seed section(s) it shows, e.g. `6 (failure semantics)`.
+    pub seed: &'static str,
+    /// The claim, in one line.
+    pub claim: &'static str,
+}
+
+/// Every lab.
+pub const LABS: &[Entry] = &[Entry {
+    name: "faults",
+    seed: "design §6, failure semantics",
+    claim: "whatever is killed, paused, cut off or slowed, nothing acknowledged is lost and no money is created or destroyed",
+}];
+
+/// Runs lab `name`.
+pub async fn run(name: &str, args: &LabArgs) -> Result<LabOutcome> {
+    match name {
+        "faults" => crate::faults::run(args).await,
+        other => bail!("no lab named {other:?}; `lab list` shows them"),
+    }
+}
