@@ -58,6 +58,20 @@ pub enum Presence<T> {
     Present(T),
 }
 
+/// The integer a JSON number stands for, if it has no fractional part and
+/// fits in an `i64`.
+fn integral(n: &serde_json::Number) -> Option<i64> {
+    if let Some(v) = n.as_i64() {
+        return Some(v);
+    }
+    // Written with a fraction or an exponent, the number was parsed as an
+    // f64: integral when its fraction is zero. `i64::MIN` is -2^63 exactly;
+    // 2^63 is one past `i64::MAX`, so the cast below cannot saturate.
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&f)).then_some(f as i64)
+}
+
 /// Reads typed fields out of a JSON object, collecting every problem.
 #[derive(Debug)]
 pub struct Fields<'a> {
@@ -147,10 +161,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A required integer within `min..=max`.
+    /// A required integer within `min..=max`. As in JSON Schema, a number
+    /// with a zero fractional part is an integer: `190.0` and `1.9e2` are 190
+    /// (a client or a JSON library may write any integer that way); `190.5`
+    /// is not.
     pub fn integer(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         match self.presence(name) {
-            Presence::Present(Value::Number(n)) => match n.as_i64() {
+            Presence::Present(Value::Number(n)) => match integral(n) {
                 Some(v) if (min..=max).contains(&v) => Some(v),
                 _ => {
                     self.error(name, format!("must be an integer from {min} to {max}"));
@@ -257,10 +274,47 @@ mod tests {
 
     #[test]
     fn floats_and_out_of_range_numbers_are_not_integers() {
-        let body = obj(json!({"x": 1.5, "y": 1e30}));
+        let body = obj(json!({"x": 1.5, "y": 1e30, "z": 190.000_1, "w": -0.5}));
         let mut f = Fields::new(&body);
         assert_eq!(f.integer("x", 0, 10), None);
         assert_eq!(f.integer("y", 0, i64::MAX), None);
-        assert_eq!(f.into_errors().iter().count(), 2);
+        assert_eq!(f.integer("z", 0, 1000), None);
+        assert_eq!(f.integer("w", -10, 10), None);
+        assert_eq!(f.into_errors().iter().count(), 4);
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_however_they_are_written() {
+        // Parsed from text, as a request body is: `190.0` and `1.9e2` are
+        // f64s to serde_json, and integers to JSON Schema.
+        let body: Map<String, Value> =
+            serde_json::from_str(r#"{"a": 190.0, "b": 1.9e2, "c": -3.0, "d": 0.0, "e": -0.0, "f": 1e6, "g": 190}"#)
+                .expect("json");
+        let mut f = Fields::new(&body);
+        assert_eq!(f.integer("a", 1, 1_000_000), Some(190));
+        assert_eq!(f.integer("b", 1, 1_000_000), Some(190));
+        assert_eq!(f.integer("c", -10, 10), Some(-3));
+        assert_eq!(f.integer("d", 0, 10), Some(0));
+        assert_eq!(f.integer("e", 0, 10), Some(0));
+        assert_eq!(f.integer("f", 1, 1_000_000), Some(1_000_000));
+        assert_eq!(f.integer("g", 1, 1_000_000), Some(190));
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn an_integral_number_still_has_to_be_in_range() {
+        let body: Map<String, Value> =
+            serde_json::from_str(r#"{"a": 0.0, "b": 1000001.0, "c": 9.3e18, "d": -9.3e18, "e": 18446744073709551615}"#)
+                .expect("json");
+        let mut f = Fields::new(&body);
+        assert_eq!(f.integer("a", 1, 1_000_000), None);
+        assert_eq!(f.integer("b", 1, 1_000_000), None);
+        assert_eq!(f.integer("c", i64::MIN, i64::MAX), None);
+        assert_eq!(f.integer("d", i64::MIN, i64::MAX), None);
+        assert_eq!(f.integer("e", i64::MIN, i64::MAX), None);
+        let errors = f.into_errors();
+        let fields: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert_eq!(fields[0], ("a", "must be an integer from 1 to 1000000"));
+        assert_eq!(fields.len(), 5);
     }
 }
