@@ -17,6 +17,7 @@
 //! - [`outbox`], [`inbox`], [`amqp`]: the transactional outbox, its relay,
 //!   the idempotent consumer and the RabbitMQ adapter they use;
 //! - [`links`]: the internal contracts between areas over the network;
+//! - [`faults`]: fault flags for the labs (internal port, off by default);
 //! - [`host`]: runs any set of areas in one process over a transport (what
 //!   every binary's `main` calls);
 //! - [`idempotency`]: `Idempotency-Key`s, stored with the typed outcome.
@@ -28,6 +29,7 @@ pub mod amqp;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod faults;
 pub mod health;
 pub mod host;
 pub mod http;

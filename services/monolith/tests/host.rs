@@ -160,3 +160,66 @@ fn the_monolith_reads_no_broker_and_no_peer_address() {
         assert!(order.iter().any(|n| n == needed), "{needed} missing from {order:?}");
     }
 }
+
+#[tokio::test]
+async fn fault_flags_exist_only_when_enabled_and_only_on_the_internal_port() {
+    let db = TestDb::create("host_faults").await;
+    let mut enabled = vars("MONOLITH_", &db.url, &[("MONOLITH_FAULTS_ENABLED".into(), "true".into())]);
+    host::migrate(
+        &twinshop_monolith::MONOLITH,
+        &Env::load(&twinshop_monolith::MONOLITH, enabled.clone()).expect("env"),
+    )
+    .await
+    .expect("migrate");
+    let shutdown = Shutdown::new();
+    let host = Host::start(&twinshop_monolith::MONOLITH, enabled.clone(), shutdown.clone()).await.expect("build");
+    let (public, internal) = (host.public_addr(), host.internal_addr());
+    let task = tokio::spawn(host.run());
+    let inside = Client::new(&format!("http://{internal}")).expect("url");
+    let outside = Client::new(&format!("http://{public}")).expect("url");
+
+    assert_eq!(outside.get("/faults").send().await.expect("answer").status(), 404, "never on the public port");
+    let set = inside
+        .request(twinshop_client::Method::PUT, "/faults/order")
+        .json(&serde_json::json!({"latency_ms": 300, "leak_kib": 256}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(set.status(), 200, "{:?}", set.text());
+    let started = std::time::Instant::now();
+    assert_eq!(outside.get("/v1/products").send().await.expect("answer").status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300), "the order area's latency flag applied");
+    let started = std::time::Instant::now();
+    outside
+        .post("/v1/sessions")
+        .json(&serde_json::json!({"email": "x@example.com", "password": "nope nope nope"}))
+        .send()
+        .await
+        .expect("answer");
+    assert!(started.elapsed() < Duration::from_millis(300), "the user area is untouched");
+    let view: serde_json::Value = inside.get("/faults/order").send().await.expect("answer").json().expect("json");
+    assert_eq!(view["leaked_bytes"], 256 * 1024, "one request, one leak: {view}");
+    inside
+        .request(twinshop_client::Method::PUT, "/faults/payment")
+        .json(&serde_json::json!({"panic": true}))
+        .send()
+        .await
+        .expect("answer");
+    let token = "Bearer x";
+    let panicked = outside.get("/v1/wallet").header("authorization", token).send().await.expect("answer");
+    assert_eq!(panicked.status(), 500, "a panic in the payment area is caught: a 500");
+    shutdown.trigger();
+    task.await.expect("join").expect("clean drain");
+
+    // Without the variable: no flags at all.
+    enabled.retain(|(k, _)| k != "MONOLITH_FAULTS_ENABLED");
+    let shutdown = Shutdown::new();
+    let host = Host::start(&twinshop_monolith::MONOLITH, enabled, shutdown.clone()).await.expect("build");
+    let internal = host.internal_addr();
+    let task = tokio::spawn(host.run());
+    let inside = Client::new(&format!("http://{internal}")).expect("url");
+    assert_eq!(inside.get("/faults").send().await.expect("answer").status(), 404, "off by default");
+    shutdown.trigger();
+    task.await.expect("join").expect("clean drain");
+    db.drop_database().await;
+}

@@ -12,6 +12,7 @@
 //! | `DB_MAX_CONNECTIONS` | per binary | pool size of each area |
 //! | `REQUEST_TIMEOUT_MS` | `10000` | per-request timeout of both ports |
 //! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
+//! | `FAULTS_ENABLED` | `false` | serve the labs' fault flags on the internal port (`platform::faults`); never in a deployment |
 //! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
 //! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address |
 
@@ -42,6 +43,9 @@ pub struct ProcessConfig {
     pub request_timeout_ms: u64,
     #[serde(default)]
     pub migrate_on_start: bool,
+    /// Serve fault flags on the internal port (labs only).
+    #[serde(default)]
+    pub faults_enabled: bool,
 }
 
 fn default_bind() -> IpAddr {

@@ -18,6 +18,7 @@ use super::{
 use crate::{
     amqp::{self, Amqp, AmqpProbe, AmqpPublisher, ConsumerSettings},
     db::{self, DbTarget},
+    faults::{self, Faults},
     health::{self, Health, PostgresProbe, Probe},
     http::{auth::JwtVerifier, server, stack},
     inbox::EventHandler,
@@ -127,6 +128,10 @@ impl Host {
         let verifier = Arc::new(JwtVerifier::from_config(&env.jwt)?);
         let pool_size = env.process.db_max_connections.unwrap_or(process.db_max_connections);
         let mut links = Links::new(process.transport);
+        let faults = env.process.faults_enabled.then(|| Faults::new(process.areas.iter().map(|a| a.name())));
+        if faults.is_some() {
+            tracing::warn!("fault flags enabled: the internal port serves /faults (labs only)");
+        }
         let (mut public, mut internal) = (Router::new(), Router::new());
         let (mut probes, mut consumers, mut tasks, mut relays_of) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut pools = Vec::new();
@@ -150,7 +155,12 @@ impl Host {
                 shutdown: shutdown.clone(),
                 links: &mut links,
             };
-            let area = assemble(&mut ctx).with_context(|| format!("assembling the {} area", spec.name()))?;
+            let mut area = assemble(&mut ctx).with_context(|| format!("assembling the {} area", spec.name()))?;
+            if let Some(switch) = faults.as_ref().and_then(|f| f.area(spec.name())) {
+                area.public = faults::apply(area.public, switch.clone());
+                area.consumers =
+                    area.consumers.into_iter().map(|(s, h)| (s, faults::leaky(h, switch.clone()))).collect();
+            }
             public = public.merge(area.public);
             internal = internal.merge(area.internal);
             probes.extend(area.probes);
@@ -189,7 +199,11 @@ impl Host {
         let timeout = env.request_timeout();
         let health = Health::new(probes, shutdown.clone());
         let (link_routes, grpc) = std::mem::take(&mut links.internal).into_parts();
-        let ops = stack::apply(health::router(health).merge(internal).merge(link_routes), timeout);
+        let mut internal = health::router(health).merge(internal).merge(link_routes);
+        if let Some(faults) = faults {
+            internal = internal.merge(faults::router(faults));
+        }
+        let ops = stack::apply(internal, timeout);
         let internal_router = if grpc.is_empty() { ops } else { with_grpc(ops, grpc).await? };
 
         let bind = |port| SocketAddr::new(env.process.bind_address, port);
