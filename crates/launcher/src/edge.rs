@@ -21,6 +21,8 @@
 //! again on a new connection, as browsers do (idempotent requests, and a
 //! POST with the same `Idempotency-Key`); the tests do so and count it: 0
 //! to 2 such resends per rollout of two replicas at about 250 requests/s.
+//! twinshop-client does it for every caller, once and counted
+//! (`Client::resends`), so a lab reports it beside its errors.
 //!
 //! Internal balancers: when user or payment run several replicas, the order
 //! service reaches them through a second nginx (an HTTP upstream for the
