@@ -16,16 +16,24 @@ pub struct Entry {
 }
 
 /// Every lab.
-pub const LABS: &[Entry] = &[Entry {
-    name: "faults",
-    seed: "design §6, failure semantics",
-    claim: "whatever is killed, paused, cut off or slowed, nothing acknowledged is lost and no money is created or destroyed",
-}];
+pub const LABS: &[Entry] = &[
+    Entry {
+        name: "faults",
+        seed: "design §6, failure semantics",
+        claim: "whatever is killed, paused, cut off or slowed, nothing acknowledged is lost and no money is created or destroyed",
+    },
+    Entry {
+        name: "isolation",
+        seed: "1.1 and 1.2, monolith vs microservices",
+        claim: "a leak or a CPU burn in one area takes the whole monolith down (or slows it), and only that service across processes",
+    },
+];
 
 /// Runs lab `name`.
 pub async fn run(name: &str, args: &LabArgs) -> Result<LabOutcome> {
     match name {
         "faults" => crate::faults::run(args).await,
+        "isolation" => crate::isolation::run(args).await,
         other => bail!("no lab named {other:?}; `lab list` shows them"),
     }
 }

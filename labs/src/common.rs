@@ -168,6 +168,11 @@ pub fn write_report(dir: &Path, results: &impl Serialize, doc: &Document) -> Res
     Ok(files)
 }
 
+/// The repository's root (labs run from a checkout).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

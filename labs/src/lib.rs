@@ -18,10 +18,15 @@
 //!   them disturbs nothing else on the machine;
 //! - [`proxy`]: a TCP proxy that can add latency to a link (this kernel has
 //!   no `netem`);
-//! - one module per lab: [`faults`].
+//! - [`manifests`]: the limits the Kubernetes manifests give each process;
+//! - [`probe`]: steady requests per endpoint group, availability and p99;
+//! - one module per lab: [`faults`], [`isolation`].
 
 pub mod backing;
 pub mod catalog;
 pub mod common;
 pub mod faults;
+pub mod isolation;
+pub mod manifests;
+pub mod probe;
 pub mod proxy;
