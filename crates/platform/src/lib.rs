@@ -26,6 +26,7 @@
 //! depends on [`validation`] only.
 
 pub mod amqp;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -7,6 +7,8 @@
 //!   code of an error response, `none` otherwise, so errors are countable by
 //!   route and code);
 //! - `dependency_up{dependency}`: set by every `/readyz` probe;
+//! - `build_info{version,commit,release,profile}`: always 1, set once by
+//!   `host::main` (see [`crate::build_info`]);
 //! - outbox and consumer counters: the relay and the consumer runner.
 
 use std::{sync::OnceLock, time::Instant};
@@ -18,7 +20,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::problem::ProblemCode;
+use crate::{build_info::BuildInfo, problem::ProblemCode};
 
 /// Latency buckets: fine-grained at the low end where our SLO (25 ms) is.
 const LATENCY_BUCKETS: &[f64] =
@@ -67,4 +69,30 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 /// `dependency_up{dependency}`: 1 when the last check passed.
 pub fn dependency_up(name: &'static str, up: bool) {
     metrics::gauge!("dependency_up", "dependency" => name).set(if up { 1.0 } else { 0.0 });
+}
+
+/// `build_info{version,commit,release,profile}`, always 1: which build this
+/// process runs (join it to any other series on `instance` to break that
+/// series down by release).
+pub fn build_info(build: &BuildInfo) {
+    metrics::gauge!("build_info", "version" => build.version, "commit" => build.commit,
+        "release" => build.release, "profile" => build.profile)
+    .set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_is_one_series_labelled_with_the_identity() {
+        init();
+        build_info(&BuildInfo::new("0.1.0", Some("3f2a9c"), Some("r2"), false));
+        let text = render();
+        assert!(
+            text.lines()
+                .any(|l| l == r#"build_info{version="0.1.0",commit="3f2a9c",release="r2",profile="release"} 1"#),
+            "{text}"
+        );
+    }
 }

@@ -8,11 +8,14 @@
 //! - The batch processor exports from its own thread with a bounded queue:
 //!   a collector that is down drops spans, it never slows a request.
 //! - [`Telemetry::shutdown`] flushes what is queued; call it last.
+//! - A binary's first log line is its build identity
+//!   ([`crate::build_info`]), and its spans carry it as resource
+//!   attributes (`service.version`, `twinshop.commit`, `twinshop.release`).
 
 use std::{fmt, io, time::Duration};
 
 use opentelemetry::{
-    global,
+    KeyValue, global,
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
@@ -32,6 +35,8 @@ use tracing_subscriber::{
     registry::LookupSpan,
     util::SubscriberInitExt,
 };
+
+use crate::build_info::BuildInfo;
 
 /// `OTEL_*`: the standard OpenTelemetry variable names.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,11 +73,22 @@ impl Telemetry {
         let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
         // Only spans at INFO and above become OTel spans: keeps hyper/h2
         // internals (and the exporter's own connection) out of traces.
-        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service)).with_filter(LevelFilter::INFO);
+        let otel =
+            tracing_opentelemetry::layer().with_tracer(provider.tracer(service.clone())).with_filter(LevelFilter::INFO);
         let logs =
             tracing_subscriber::fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLines).with_writer(writer);
         // A second init in one process (tests) keeps the first subscriber.
         let _ = tracing_subscriber::registry().with(filter).with(otel).with(logs).try_init();
+        // Nothing has logged before this line: it is the process's first.
+        if let Some(build) = BuildInfo::current() {
+            tracing::info!(
+                version = build.version,
+                commit = build.commit,
+                release = build.release,
+                profile = build.profile,
+                "{service} {build} starting"
+            );
+        }
         Ok(Self { provider })
     }
 
@@ -89,7 +105,15 @@ impl Telemetry {
 
 /// A provider that always assigns ids; it exports only when an endpoint is set.
 pub fn tracer_provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder().with_service_name(service.to_owned()).build();
+    let mut resource = Resource::builder().with_service_name(service.to_owned());
+    if let Some(build) = BuildInfo::current() {
+        resource = resource.with_attributes([
+            KeyValue::new("service.version", build.version),
+            KeyValue::new("twinshop.commit", build.commit),
+            KeyValue::new("twinshop.release", build.release),
+        ]);
+    }
+    let resource = resource.build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -194,6 +218,21 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_binary_logs_its_identity_first() {
+        BuildInfo::new("0.1.0", Some("3f2a9c"), Some("r2"), false).install();
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let telemetry = Telemetry::init_with_writer("order", &TelemetryConfig::default(), move || writer.clone());
+        assert!(telemetry.is_ok());
+        tracing::info!("later");
+        let out = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        let first: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+        assert_eq!(first["message"], "order 0.1.0 (commit 3f2a9c, release r2, profile release) starting");
+        assert_eq!(first["fields"]["release"], "r2");
+        assert_eq!(first["fields"]["commit"], "3f2a9c");
     }
 
     #[test]

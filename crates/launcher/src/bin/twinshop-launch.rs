@@ -10,6 +10,15 @@
 //! dropped), honours the same variables (`EDGE_PORT`, `TWINSHOP_DB_SUFFIX`,
 //! `PG_URL_BASE`, `PG_URL_PARAMS`, `AMQP_URL`, every service's own), prints
 //! the URL, interleaves prefixed logs, and drains everything on Ctrl-C.
+//!
+//! Like every twinshop binary it knows its build (`--version`, its first
+//! line): the platform's `build_info.rs`, included by path because the
+//! launcher does not link the platform.
+
+// `install`/`current` are for the platform's telemetry; unused here.
+#[allow(dead_code)]
+#[path = "../../../platform/src/build_info.rs"]
+mod build_info;
 
 use std::{
     collections::BTreeMap,
@@ -28,7 +37,7 @@ use twinshop_launcher::{
 
 /// Run twinshop as local processes behind the nginx edge.
 #[derive(Debug, Parser)]
-#[command(name = "twinshop-launch", version)]
+#[command(name = "twinshop-launch", version = version())]
 struct Args {
     /// The monolith instead of the user, payment and order services.
     #[arg(long)]
@@ -72,6 +81,16 @@ struct Args {
     /// Build the release binaries first (`cargo build --release --bins` in the repository).
     #[arg(long)]
     build: bool,
+}
+
+/// This build's identity, read here (in the binary's own crate) so that
+/// another release recompiles this file only.
+const BUILD: build_info::BuildInfo = crate::build_info!();
+
+/// `0.1.0 (commit …, release …, profile …)`, for clap (which keeps a
+/// `&'static str`).
+fn version() -> &'static str {
+    BUILD.to_string().leak()
 }
 
 fn say(text: &str) {
@@ -123,6 +142,7 @@ fn passed_env() -> (BTreeMap<String, String>, BTreeMap<String, u16>) {
 }
 
 async fn run(args: Args) -> Result<()> {
+    say(&format!("twinshop-launch {BUILD} starting"));
     let root = find_root(args.root.clone());
     let check = root.join("scripts/check-services");
     if !args.no_check && check.is_file() {

@@ -1,6 +1,7 @@
 //! `main` of every twinshop binary: the subcommands (serve, `migrate`,
-//! `healthcheck`), configuration before anything else (exit 64 on a bad
-//! variable), telemetry set up first and flushed last, the drain on
+//! `healthcheck`), the build's identity (`--version`, the first log line,
+//! the `build_info` metric), configuration before anything else (exit 64 on
+//! a bad variable), telemetry set up first and flushed last, the drain on
 //! SIGTERM/SIGINT, and the exit code.
 
 use std::process::ExitCode;
@@ -9,18 +10,22 @@ use clap::{Command as ClapCommand, FromArgMatches as _, Subcommand as _};
 
 use super::{Env, Host, Process, migrate, server::prepare};
 use crate::{
+    build_info::BuildInfo,
     cli::{self, Command},
-    config,
+    config, metrics,
     shutdown::Shutdown,
 };
 
 /// Runs `process` as a program: parses the command line, then serves,
-/// migrates or checks health. What each binary's `main` calls.
-pub fn main(process: &'static Process) -> ExitCode {
-    let matches = Command::augment_subcommands(
-        ClapCommand::new(process.binary).about(process.about).version(env!("CARGO_PKG_VERSION")),
-    )
-    .get_matches();
+/// migrates or checks health. What each binary's `main` calls, with the
+/// identity `build_info!()` expands to in that `main.rs`.
+pub fn main(process: &'static Process, build: BuildInfo) -> ExitCode {
+    // Before telemetry starts, which logs it first (telemetry.rs).
+    build.install();
+    // clap keeps a `&'static str`; this runs once per process.
+    let version: &'static str = build.to_string().leak();
+    let matches = Command::augment_subcommands(ClapCommand::new(process.binary).about(process.about).version(version))
+        .get_matches();
     let command = Command::from_arg_matches(&matches).ok().unwrap_or(Command::Serve);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -32,10 +37,10 @@ pub fn main(process: &'static Process) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(process, command))
+    runtime.block_on(run(process, build, command))
 }
 
-async fn run(process: &'static Process, command: Command) -> ExitCode {
+async fn run(process: &'static Process, build: BuildInfo, command: Command) -> ExitCode {
     if command == Command::Healthcheck {
         return cli::healthcheck(process.prefix, process.internal_port).await;
     }
@@ -43,6 +48,7 @@ async fn run(process: &'static Process, command: Command) -> ExitCode {
     let prepared = prepare(process, &env).unwrap_or_else(|err| config::exit_with(&err));
     let telemetry = env.telemetry.clone();
     cli::run(process.service, &telemetry, async move {
+        metrics::build_info(&build);
         match command {
             Command::Migrate => migrate(process, &env).await,
             Command::Serve | Command::Healthcheck => {
