@@ -5,6 +5,11 @@
 #   docker build --build-arg BIN=order-service   -t twinshop/order-service:dev .
 #   docker build --build-arg BIN=monolith        -t twinshop/monolith:dev .
 #
+# With the release identity (what scripts/kind passes; images are tagged
+# with the commit):
+#   docker build --build-arg BIN=user-service --build-arg TWINSHOP_COMMIT=$(git rev-parse HEAD) \
+#     [--build-arg TWINSHOP_RELEASE=r2] -t twinshop/user-service:$(git rev-parse HEAD) .
+#
 #   docker run twinshop/user-service:dev            # serve (the default subcommand)
 #   docker run twinshop/user-service:dev migrate    # the one-off admin step
 #   docker run twinshop/user-service:dev healthcheck
@@ -55,6 +60,16 @@ ENV TWINSHOP_PACKAGES="-p twinshop-user -p twinshop-payment -p twinshop-order -p
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --recipe-path recipe.json $TWINSHOP_PACKAGES
 COPY . .
+# The release identity (crates/platform/src/build_info.rs): the commit and
+# the release, compiled into each binary's main.rs (`--version`, first log
+# line, `build_info` metric). There is no .git in the build context, so the
+# caller passes them (scripts/kind does; unset, the binaries say
+# `unknown`). Declared here, after the cooked dependencies, so a new
+# identity reuses that layer and re-runs only this step (our crates
+# compile again; outside Docker, where target/ persists, only the four
+# main.rs would).
+ARG TWINSHOP_COMMIT=""
+ARG TWINSHOP_RELEASE=""
 RUN cargo build --release --locked --bins $TWINSHOP_PACKAGES \
  && mkdir -p /out \
  && cp target/release/user-service target/release/payment-service \
@@ -74,7 +89,13 @@ RUN case "$BIN" in \
 # ---- runtime: distroless cc (glibc, libgcc, CA certificates), non-root -----
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 ARG BIN
+ARG TWINSHOP_COMMIT=""
+ARG TWINSHOP_RELEASE=""
+# revision and version: the identity the binary reports, readable without
+# running it (`docker image inspect`).
 LABEL org.opencontainers.image.title="twinshop ${BIN}" \
+      org.opencontainers.image.revision="${TWINSHOP_COMMIT}" \
+      org.opencontainers.image.version="${TWINSHOP_RELEASE}" \
       org.opencontainers.image.description="twinshop ${BIN}: one shop built as microservices and as a monolith" \
       org.opencontainers.image.source="https://example.invalid/twinshop" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0" \

@@ -38,7 +38,7 @@ services:
 
 # --- Kubernetes on kind (k8s/README.md) ---
 
-.PHONY: kind kind-monolith kind-down check-k8s
+.PHONY: kind kind-monolith kind-down check-k8s scan
 
 ## Build the images, create a kind cluster, deploy the microservices on it and wait until healthy: http://localhost:8080.
 kind:
@@ -55,3 +55,7 @@ kind-down:
 ## Validate the Kubernetes manifests offline (kustomize + Kubernetes 1.33 schemas + reference checks).
 check-k8s:
 	scripts/check-k8s
+
+## The scanners, as CI runs them: checkov on every rendered overlay, hadolint, shellcheck (pinned, offline).
+scan:
+	scripts/scan

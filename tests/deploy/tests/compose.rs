@@ -145,7 +145,9 @@ fn problems(file: &str) -> (Vec<String>, BTreeSet<&'static str>) {
             }
         }
 
-        let Some(binary) = s["image"].as_str().and_then(binary_for_image) else { continue };
+        // The tag is `${TWINSHOP_COMMIT:-dev}`: the repository decides.
+        let image = s["image"].as_str().and_then(interpolate);
+        let Some(binary) = image.as_deref().and_then(binary_for_image) else { continue };
         if s["build"]["args"]["BIN"].as_str() != Some(binary.name) {
             problems.push(format!("{at}: image {} built with BIN={:?}", binary.image, s["build"]["args"]["BIN"]));
         }
