@@ -38,7 +38,7 @@ services:
 
 # --- Kubernetes on kind (k8s/README.md) ---
 
-.PHONY: kind kind-monolith kind-down check-k8s scan
+.PHONY: kind kind-monolith kind-gitops kind-down check-k8s scan
 
 ## Build the images, create a kind cluster, deploy the microservices on it and wait until healthy: http://localhost:8080.
 kind:
@@ -47,6 +47,11 @@ kind:
 ## The same with the monolith instead (replaces the microservices if they are deployed).
 kind-monolith:
 	scripts/kind up --monolith
+
+## The microservices through Argo CD (docs/concepts/gitops.md): GITOPS_REPO=<your fork> make kind-gitops
+## installs Argo CD, creates the Secrets out of band, applies the Application, waits, then shows drift reverted.
+kind-gitops:
+	scripts/kind gitops
 
 ## Delete the kind cluster.
 kind-down:

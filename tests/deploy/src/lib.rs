@@ -47,15 +47,42 @@ pub const BINARIES: [Binary; 4] = [
     Binary { name: "monolith", image: "twinshop/monolith", process: &twinshop_monolith::MONOLITH },
 ];
 
-/// The binary an image reference runs (`twinshop/order-service:dev` →
-/// order-service), if it is one of ours.
+/// The binary an image reference runs (`twinshop/order-service:dev`,
+/// `localhost:5001/twinshop/order-service@sha256:…` → order-service), if it
+/// is one of ours.
 pub fn binary_for_image(image: &str) -> Option<&'static Binary> {
     let repository = image.split('@').next().unwrap_or(image);
     let repository = match repository.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => repo,
         _ => repository,
     };
+    // A registry host (`localhost:5001/`, `ghcr.io/`) is not part of the name.
+    let repository = match repository.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => repository,
+    };
     BINARIES.iter().find(|b| b.image == repository)
+}
+
+/// What the renderings that carry no secret (the bases, `k8s/overlays/gitops`)
+/// reference without rendering: `(kind, name, keys)` of the objects created
+/// out of band (docs/concepts/gitops.md; `scripts/kind secrets` runs the
+/// recipe). The kind overlays render them all, DEV ONLY. `scripts/check-k8s`
+/// has the same list.
+pub const OUT_OF_BAND: &[(&str, &str, &[&str])] = &[
+    ("Secret", "user-db-credentials", &["password", "database-url"]),
+    ("Secret", "payment-db-credentials", &["password", "database-url"]),
+    ("Secret", "order-db-credentials", &["password", "database-url"]),
+    ("Secret", "monolith-db-credentials", &["password", "database-url"]),
+    ("Secret", "rabbitmq-credentials", &["username", "password", "amqp-url"]),
+    ("Secret", "redis-credentials", &["redis-url"]),
+    ("Secret", "jwt-private-key", &["jwt-private.pem"]),
+    ("ConfigMap", "jwt-public-key", &["jwt-public.pem"]),
+];
+
+/// The keys of the out-of-band object `kind`/`name`, if it is one.
+pub fn out_of_band(kind: &str, name: &str) -> Option<&'static [&'static str]> {
+    OUT_OF_BAND.iter().find(|(k, n, _)| *k == kind && *n == name).map(|(_, _, keys)| *keys)
 }
 
 /// One variable as a deployment sets it: a literal value, or `None` when it
@@ -113,6 +140,12 @@ mod tests {
         assert_eq!(binary_for_image("twinshop/order-service:dev").map(|b| b.name), Some("order-service"));
         assert_eq!(binary_for_image("twinshop/monolith").map(|b| b.name), Some("monolith"));
         assert_eq!(binary_for_image("twinshop/monolith@sha256:abc").map(|b| b.name), Some("monolith"));
+        assert_eq!(binary_for_image("localhost:5001/twinshop/monolith:dev").map(|b| b.name), Some("monolith"));
+        assert_eq!(
+            binary_for_image("localhost:5001/twinshop/user-service@sha256:abc").map(|b| b.name),
+            Some("user-service")
+        );
+        assert!(binary_for_image("localhost:5001/other/user-service:dev").is_none());
         assert!(binary_for_image("postgres:16").is_none());
     }
 

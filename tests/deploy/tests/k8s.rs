@@ -10,7 +10,9 @@
 //!   that binary reads (all required ones, nothing it does not read, values
 //!   it accepts), names its ports after the ones it binds, probes its
 //!   internal port, and has a grace period longer than its drain;
-//! - each overlay deploys the binaries of its build.
+//! - each overlay deploys the binaries of its build;
+//! - what `k8s/overlays/gitops` references without rendering (it carries no
+//!   secret) is one of the objects created out of band, with its keys.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,12 +28,15 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use serde_json::Value;
-use twinshop_deploy_tests::{Environment, binary_for_image, repo_root};
+use twinshop_deploy_tests::{Environment, binary_for_image, out_of_band, repo_root};
 
 /// The objects of one rendered overlay.
 struct Rendered {
     overlay: &'static str,
     objects: Vec<Value>,
+    /// Whether a reference to an object created out of band may stay
+    /// unresolved (the overlay that carries no secret).
+    out_of_band: bool,
 }
 
 /// One pod template of a workload.
@@ -54,7 +59,7 @@ fn render(overlay: &'static str) -> Rendered {
         .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
         .filter(|v: &Value| !v.is_null())
         .collect();
-    Rendered { overlay, objects }
+    Rendered { overlay, objects, out_of_band: overlay == "gitops" }
 }
 
 impl Rendered {
@@ -85,10 +90,12 @@ impl Rendered {
     /// `data` of the ConfigMap `name` (values), or of the Secret `name`
     /// (keys only: values are opaque here).
     fn source(&self, kind: &str, name: &str) -> BTreeMap<String, Option<String>> {
-        let object = self
-            .of_kind(kind)
-            .find(|o| o["metadata"]["name"] == name)
-            .unwrap_or_else(|| panic!("{}: {kind} {name} is referenced but not rendered", self.overlay));
+        let Some(object) = self.of_kind(kind).find(|o| o["metadata"]["name"] == name) else {
+            // Created out of band: its keys are known, its values are not.
+            let keys = out_of_band(kind, name).filter(|_| self.out_of_band);
+            let keys = keys.unwrap_or_else(|| panic!("{}: {kind} {name} is referenced but not rendered", self.overlay));
+            return keys.iter().map(|k| ((*k).to_owned(), None)).collect();
+        };
         let mut data = BTreeMap::new();
         for field in ["data", "stringData"] {
             for (k, v) in object[field].as_object().into_iter().flatten() {
@@ -247,6 +254,11 @@ fn assert_overlay(overlay: &'static str, expected: &[&str]) {
 #[test]
 fn the_kind_overlay_deploys_the_three_services_correctly() {
     assert_overlay("kind", &["user-service", "payment-service", "order-service"]);
+}
+
+#[test]
+fn the_gitops_overlay_deploys_the_three_services_correctly_with_secrets_made_out_of_band() {
+    assert_overlay("gitops", &["user-service", "payment-service", "order-service"]);
 }
 
 #[test]
