@@ -42,7 +42,7 @@ impl OrderRequest {
         let before = errors.iter().count();
         for (i, (product_id, quantity)) in items.into_iter().enumerate() {
             match product_id {
-                Some(id) if !id.is_empty() && id.len() <= 64 => {
+                Some(id) if (1..=64).contains(&id.chars().count()) => {
                     if !seen.insert(id.clone()) {
                         errors.push(format!("items[{i}].product_id"), "names a product already in the order");
                     }
@@ -137,6 +137,17 @@ mod tests {
         let many: Vec<(String, i64)> = (0..51).map(|i| (format!("p{i}"), 1)).collect();
         let refs: Vec<(&str, i64)> = many.iter().map(|(p, q)| (p.as_str(), *q)).collect();
         assert!(req(&refs).0.is_none());
+    }
+
+    #[test]
+    fn a_product_id_is_counted_in_characters_not_bytes() {
+        let accented = "é".repeat(40); // 40 characters, 80 bytes
+        assert!(req(&[(accented.as_str(), 1)]).0.is_some());
+        let long = "é".repeat(65);
+        let (r, e) = req(&[(long.as_str(), 1)]);
+        assert!(r.is_none());
+        assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["items[0].product_id"]);
+        assert!(req(&[("", 1)]).0.is_none());
     }
 
     proptest! {
