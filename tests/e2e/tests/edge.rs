@@ -62,6 +62,16 @@ async fn the_edge_routes_by_path_and_answers_its_own_errors_as_problem_json() {
         let res = edge.get(path).send().await.expect("get");
         problem(&res, 404, "not_found");
     }
+    // TRACE: 405 with the route's methods on a documented route, 404
+    // elsewhere; the edge never echoes a request back. (CONNECT takes an
+    // authority, not a path, from an HTTP client like this one; the edge's
+    // own test in tests/deploy sends it with a path.)
+    let trace = twinshop_client::Method::TRACE;
+    let res = user.request(trace.clone(), "/v1/wallet").send().await.expect("wallet");
+    problem(&res, 405, "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("GET,HEAD"), "{}", res.text());
+    let res = edge.request(trace, "/v1/unknown").send().await.expect("unknown");
+    problem(&res, 404, "not_found");
     let big = "x".repeat(70 * 1024);
     let res = edge.post("/v1/users").body(Some("application/json"), big).send().await.expect("post");
     problem(&res, 413, "payload_too_large");
