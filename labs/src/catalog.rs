@@ -34,6 +34,7 @@ pub async fn run(name: &str, args: &LabArgs) -> Result<LabOutcome> {
     match name {
         "faults" => crate::faults::run(args).await,
         "isolation" => crate::isolation::run(args).await,
+        "cap" => crate::cap::run(args).await,
         other => bail!("no lab named {other:?}; `lab list` shows them"),
     }
 }

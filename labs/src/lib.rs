@@ -20,9 +20,10 @@
 //!   no `netem`);
 //! - [`manifests`]: the limits the Kubernetes manifests give each process;
 //! - [`probe`]: steady requests per endpoint group, availability and p99;
-//! - one module per lab: [`faults`], [`isolation`].
+//! - one module per lab: [`faults`], [`isolation`], [`cap`].
 
 pub mod backing;
+pub mod cap;
 pub mod catalog;
 pub mod common;
 pub mod faults;
