@@ -27,6 +27,11 @@ pub const LABS: &[Entry] = &[
         seed: "1.1 and 1.2, monolith vs microservices",
         claim: "a leak or a CPU burn in one area takes the whole monolith down (or slows it), and only that service across processes",
     },
+    Entry {
+        name: "cap",
+        seed: "4.1, the CAP theorem",
+        claim: "cut apart, a replicated system refuses (strict mode, etcd's lone member) or answers stale (available mode, a Redis replica); it cannot do both",
+    },
 ];
 
 /// Runs lab `name`.
