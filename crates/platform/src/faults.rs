@@ -40,6 +40,7 @@ use twinshop_contracts::events::Envelope;
 use crate::{
     inbox::{EventHandler, HandleError},
     problem::{ErrorCode, Problem},
+    validation::FieldErrors,
 };
 
 /// What is switched on in one area. Every field defaults to off.
@@ -245,13 +246,46 @@ async fn set(
     crate::http::json::JsonObject(body): crate::http::json::JsonObject,
 ) -> Result<Response, Problem> {
     let a = faults.area(&area).ok_or_else(|| unknown(&area))?;
-    let flags: Flags = serde_json::from_value(Value::Object(body))
-        .map_err(|e| Problem::new(ErrorCode::ValidationFailed).with_detail(format!("{e}")))?;
-    if !(0.0..=16.0).contains(&flags.burn_cores) {
-        return Err(Problem::invalid_field("burn_cores", "must be from 0 to 16"));
-    }
-    a.set(flags);
+    a.set(parse_flags(&body).map_err(Problem::validation)?);
     Ok((StatusCode::OK, Json(AreaView { flags: a.flags(), leaked_bytes: a.leaked_bytes() })).into_response())
+}
+
+/// The largest leak per call (1 GiB) and added latency (10 min) a lab may ask for.
+const MAX_LEAK_KIB: i64 = 1 << 20;
+const MAX_LATENCY_MS: i64 = 600_000;
+
+/// The flags of a `PUT`: each one named is checked, one error per bad or
+/// unknown field; an absent flag is off.
+fn parse_flags(body: &serde_json::Map<String, Value>) -> Result<Flags, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let mut flags = Flags::default();
+    let integer = |value: &Value, max: i64| match value {
+        Value::Number(n) => crate::http::json::integral(n).filter(|v| (0..=max).contains(v)).map(|v| v.unsigned_abs()),
+        _ => None,
+    };
+    for (name, value) in body {
+        match name.as_str() {
+            "leak_kib" => match integer(value, MAX_LEAK_KIB) {
+                Some(v) => flags.leak_kib = v,
+                None => errors.push(name, format!("must be an integer from 0 to {MAX_LEAK_KIB}")),
+            },
+            "latency_ms" => match integer(value, MAX_LATENCY_MS) {
+                Some(v) => flags.latency_ms = v,
+                None => errors.push(name, format!("must be an integer from 0 to {MAX_LATENCY_MS}")),
+            },
+            "burn_cores" => match value.as_f64() {
+                Some(v) if (0.0..=16.0).contains(&v) => flags.burn_cores = v,
+                _ => errors.push(name, "must be a number from 0 to 16"),
+            },
+            "panic" | "abort" => match value.as_bool() {
+                Some(v) if name == "panic" => flags.panic = v,
+                Some(v) => flags.abort = v,
+                None => errors.push(name, "must be true or false"),
+            },
+            _ => errors.push(name, "is not a fault flag (leak_kib, burn_cores, latency_ms, panic, abort)"),
+        }
+    }
+    errors.finish().map(|()| flags)
 }
 
 async fn clear(State(faults): State<Faults>, Path(area): Path<String>) -> Result<Response, Problem> {
@@ -280,10 +314,27 @@ mod tests {
         assert!(faults.area("payment").is_none());
     }
 
+    fn parse(body: Value) -> Result<Flags, Vec<String>> {
+        let Value::Object(body) = body else { panic!("an object") };
+        parse_flags(&body).map_err(|e| {
+            let mut fields: Vec<String> = e.iter().map(|e| e.field.clone()).collect();
+            fields.sort();
+            fields
+        })
+    }
+
     #[test]
-    fn unknown_flags_are_refused() {
-        assert!(serde_json::from_value::<Flags>(serde_json::json!({"leak_kb": 1})).is_err());
-        let f: Flags = serde_json::from_value(serde_json::json!({"latency_ms": 5})).expect("flags");
-        assert_eq!(f, Flags { latency_ms: 5, ..Flags::default() });
+    fn each_bad_or_unknown_flag_is_named() {
+        assert_eq!(parse(serde_json::json!({"latency_ms": 5})), Ok(Flags { latency_ms: 5, ..Flags::default() }));
+        assert_eq!(
+            parse(serde_json::json!({"leak_kib": 64.0, "burn_cores": 0.5, "panic": true})),
+            Ok(Flags { leak_kib: 64, burn_cores: 0.5, panic: true, ..Flags::default() })
+        );
+        assert_eq!(
+            parse(
+                serde_json::json!({"leak_kb": 1, "latency_ms": -1, "burn_cores": 17, "abort": "yes", "leak_kib": 0.5})
+            ),
+            Err(vec!["abort".into(), "burn_cores".into(), "latency_ms".into(), "leak_kb".into(), "leak_kib".into()])
+        );
     }
 }

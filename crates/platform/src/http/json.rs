@@ -60,7 +60,7 @@ pub enum Presence<T> {
 
 /// The integer a JSON number stands for, if it has no fractional part and
 /// fits in an `i64`.
-fn integral(n: &serde_json::Number) -> Option<i64> {
+pub(crate) fn integral(n: &serde_json::Number) -> Option<i64> {
     if let Some(v) = n.as_i64() {
         return Some(v);
     }
