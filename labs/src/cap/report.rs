@@ -82,7 +82,11 @@ pub fn checks(r: &Results) -> Checks {
         c.check(
             format!("etcd, {who} cut off: the member alone serves a stale serializable read"),
             p.minority_serializable.as_deref() == Some("before") && p.majority_value == "after",
-            format!("alone it read {:?} while the majority held {:?}", p.minority_serializable, p.majority_value),
+            format!(
+                "alone it read {} while the majority held {}",
+                shown(p.minority_serializable.as_deref()),
+                shown(Some(&p.majority_value))
+            ),
         );
         // After the heal one history wins everywhere: the majority's write,
         // or the unacknowledged one if it was still queued and committed
@@ -91,9 +95,9 @@ pub fn checks(r: &Results) -> Checks {
             format!("etcd, {who} cut off: after the heal all three members agree"),
             p.converged_s.is_some() && matches!(p.final_value.as_deref(), Some("after" | "lonely")),
             format!(
-                "{} after the heal on {:?}{}",
+                "{} after the heal, on {}{}",
                 p.converged_s.map_or("never within 60 s".into(), |s| format!("agreed {s:.2} s")),
-                p.final_value,
+                shown(p.final_value.as_deref()),
                 if p.unacknowledged_write_committed {
                     " (the write the member alone never acknowledged was committed after the heal)"
                 } else {
@@ -107,9 +111,9 @@ pub fn checks(r: &Results) -> Checks {
             "redis: the replica cut from its primary answers, with stale data, and catches up after the heal",
             redis.replica_during.as_deref() == Some("v1") && redis.converged_s.is_some(),
             format!(
-                "during the cut it answered {:?} (the primary held {:?}); {} after the heal",
-                redis.replica_during,
-                redis.primary,
+                "during the cut it answered {} (the primary held {}); {} after the heal",
+                shown(redis.replica_during.as_deref()),
+                shown(Some(&redis.primary)),
                 redis.converged_s.map_or("never caught up".into(), |s| format!("caught up {s:.2} s"))
             ),
         );
@@ -188,14 +192,27 @@ fn mode_section(m: &ModeRun) -> Section {
     s
 }
 
+/// A value read, quoted; `nothing` when the read returned none.
+fn shown(value: Option<&str>) -> String {
+    value.map_or("nothing".into(), |v| format!("\"{v}\""))
+}
+
 /// The whole report.
 pub fn document(r: &Results, checks: &Checks, args: &LabArgs, started: &str, took_s: f64) -> Document {
     let mut doc = Document::new("CAP, measured: the shop's two modes, etcd, and a Redis replica");
-    doc.lead.push(verdict(checks.all_passed(), if checks.all_passed() {
-        "Strict mode gave up availability of placement to keep every answer final; available mode kept answering and let outcomes wait. etcd's majority kept a leader and took writes while the member alone refused them: CP. A Redis replica cut off kept answering with stale data: AP."
+    let shop = if r.modes.is_empty() {
+        ""
     } else {
-        "At least one check failed: see below."
-    }));
+        "Strict mode gave up availability of placement to keep every answer final; available mode kept answering and let outcomes wait. "
+    };
+    let summary = if checks.all_passed() {
+        format!(
+            "{shop}etcd's majority kept a leader and took writes while the member alone acknowledged none and refused linearizable reads: CP. A Redis replica cut off kept answering with stale data: AP."
+        )
+    } else {
+        "At least one check failed: see below.".to_owned()
+    };
+    doc.lead.push(verdict(checks.all_passed(), &summary));
     let mut t = Table::new(&[
         "system",
         "cut",
@@ -212,7 +229,12 @@ pub fn document(r: &Results, checks: &Checks, args: &LabArgs, started: &str, too
             } else {
                 format!("{} accepted pending", m.pending_acked)
             },
-            "-".into(),
+            if m.mode == "strict" {
+                "order reads: every answer final (confirmed, rejected or failed)".into()
+            } else {
+                let longest = m.staleness.iter().copied().fold(0.0, f64::max);
+                format!("order reads: pending, outcome unknown for up to {longest:.1} s")
+            },
             m.converged_s.map_or("never".into(), |s| format!("{s:.1} s")),
         ]);
     }
@@ -220,8 +242,8 @@ pub fn document(r: &Results, checks: &Checks, args: &LabArgs, started: &str, too
         t.rows.push(vec![
             "etcd (3 members)".into(),
             format!("{} alone", p.isolated),
-            format!("majority: write after {:.2} s; alone: refused", p.writes_refused_s),
-            format!("alone: linearizable refused, serializable {:?}", p.minority_serializable),
+            format!("majority: write after {:.2} s; alone: not acknowledged", p.writes_refused_s),
+            format!("alone: linearizable refused, serializable {} (stale)", shown(p.minority_serializable.as_deref())),
             p.converged_s.map_or("never".into(), |s| format!("{s:.2} s")),
         ]);
     }
@@ -230,7 +252,7 @@ pub fn document(r: &Results, checks: &Checks, args: &LabArgs, started: &str, too
             "Redis primary + replica".into(),
             "replica alone".into(),
             "primary: accepted".into(),
-            format!("replica: {:?} (stale)", redis.replica_during),
+            format!("replica: {} (stale)", shown(redis.replica_during.as_deref())),
             redis.converged_s.map_or("never".into(), |s| format!("{s:.2} s")),
         ]);
     }
@@ -260,9 +282,8 @@ pub fn document(r: &Results, checks: &Checks, args: &LabArgs, started: &str, too
                 "ACKNOWLEDGED".into()
             },
             if p.minority_linearizable_refused { "refused".into() } else { "ANSWERED".into() },
-            format!("{:?} (majority: {:?})", p.minority_serializable, p.majority_value),
-            p.converged_s
-                .map_or("never".into(), |s| format!("{s:.2} s on {:?}", p.final_value.as_deref().unwrap_or("?"))),
+            format!("{} (majority: {})", shown(p.minority_serializable.as_deref()), shown(Some(&p.majority_value))),
+            p.converged_s.map_or("never".into(), |s| format!("{s:.2} s, on {}", shown(p.final_value.as_deref()))),
             if p.unacknowledged_write_committed {
                 "committed after the heal: its client had timed out, yet it happened".into()
             } else {
