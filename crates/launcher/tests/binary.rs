@@ -22,8 +22,11 @@ async fn the_binary_prints_the_url_and_drains_on_ctrl_c() {
         .spawn()
         .expect("start the launcher");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Its release identity first, then the URL once everything is ready.
     let first = lines.next().expect("a line").expect("utf-8");
-    assert_eq!(first, format!("twinshop (monolith) is up: http://127.0.0.1:{port}  (Ctrl-C stops everything)"));
+    assert!(first.starts_with("twinshop-launch ") && first.ends_with(" starting"), "{first}");
+    let up = lines.next().expect("a line").expect("utf-8");
+    assert_eq!(up, format!("twinshop (monolith) is up: http://127.0.0.1:{port}  (Ctrl-C stops everything)"));
     let res = common::client().get(format!("http://127.0.0.1:{port}/v1/products")).send().await.expect("get");
     assert_eq!(res.status(), 200);
 
