@@ -17,6 +17,8 @@
 //! - [`outbox`], [`inbox`], [`amqp`]: the transactional outbox, its relay,
 //!   the idempotent consumer and the RabbitMQ adapter they use;
 //! - [`links`]: the internal contracts between areas over the network;
+//! - [`discovery`]: finding a peer's replicas (one address, DNS, or the
+//!   etcd registry) and balancing per call; registering in etcd;
 //! - [`faults`]: fault flags for the labs (internal port, off by default);
 //! - [`host`]: runs any set of areas in one process over a transport (what
 //!   every binary's `main` calls);
@@ -30,6 +32,7 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod discovery;
 pub mod faults;
 pub mod health;
 pub mod host;

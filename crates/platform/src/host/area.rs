@@ -26,6 +26,7 @@ use super::{Env, Transport};
 use crate::{
     config::{ConfigError, Variable},
     db::DbTarget,
+    discovery::{self, DiscoveryConfig},
     health::Probe,
     inbox::EventHandler,
     links::{InternalServer, Link, LinkSpec},
@@ -185,7 +186,8 @@ impl AreaContext<'_> {
     }
 
     /// Another area's contract: its provider in this process (in-process
-    /// transport) or a client of the address configured for it (network).
+    /// transport) or a client of the provider found as configured for it
+    /// (network: one address, or every replica by DNS or in etcd).
     /// The area must list the link in its spec's `needs`.
     pub fn require<L: Link + ?Sized>(&mut self) -> anyhow::Result<Arc<L>> {
         if !self.area.needs().contains(&L::SPEC) {
@@ -204,8 +206,8 @@ impl AreaContext<'_> {
                 .cloned()
                 .ok_or_else(|| anyhow!("no area in this process provides the {} link", L::SPEC.name)),
             Transport::Network => {
-                let address = self.env.address(L::SPEC.address_variable)?;
-                L::connect(&address)
+                let discovery = DiscoveryConfig::read(self.env, self.area.needs())?;
+                discovery::connect::<L>(self.env, &discovery, &self.shutdown)
             }
         }
     }

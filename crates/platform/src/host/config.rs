@@ -14,7 +14,8 @@
 //! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
 //! | `FAULTS_ENABLED` | `false` | serve the labs' fault flags on the internal port (`platform::faults`); never in a deployment |
 //! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
-//! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address |
+//! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address (in `dns` discovery, the name to resolve) |
+//! | `USER_DISCOVERY`, `PAYMENT_DISCOVERY`, `DNS_SERVER`, `ETCD_ENDPOINTS`, `REGISTRY_PREFIX`, `REGISTRY_TTL_SECS`, `ADVERTISE_HOST` | see [`crate::discovery`] | client-side discovery and registration (network transport) |
 
 use std::{net::IpAddr, time::Duration};
 
@@ -164,3 +165,7 @@ pub fn variables(process: &Process) -> Result<Vec<Variable>, String> {
     }
     Ok(config::merge_variables(parts))
 }
+        parts.push(config::variables::<crate::discovery::DiscoveryConfig>(process.prefix)?);
+            for link in area.needs() {
+                parts.push(crate::discovery::link_variables(process.prefix, link)?);
+            }

@@ -9,6 +9,10 @@
 //! a client ([`Link::connect`]) to the address in its configuration. One
 //! module per contract: [`user_lookup`] (HTTP) and [`payments`] (gRPC).
 //!
+//! Where the provider is comes from configuration: one address, or every
+//! replica found by DNS or in the etcd registry, balanced per call
+//! (`crate::discovery`).
+//!
 //! Every client makes exactly one attempt within the time it is given and
 //! reports [`CallError::Unavailable`](twinshop_contracts::internal::CallError)
 //! for anything that might have taken effect; retries and deadlines are
@@ -21,6 +25,8 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::discovery::Balancer;
+
 /// A link as configuration knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkSpec {
@@ -30,6 +36,10 @@ pub struct LinkSpec {
     /// process's internal address in the network transport, e.g.
     /// `USER_SERVICE_URL` → `ORDER_USER_SERVICE_URL`.
     pub address_variable: &'static str,
+    /// The providing service, e.g. `payment`: its registry key
+    /// (`<prefix>payment/…`) and the caller's `{P}PAYMENT_DISCOVERY`
+    /// (`crate::discovery`).
+    pub service: &'static str,
 }
 
 /// An internal contract that can cross the network. Implemented for the
@@ -40,6 +50,10 @@ pub trait Link: Send + Sync + 'static {
     /// A client of the provider at `address` (e.g. `http://payment:9082`);
     /// connects lazily, so a peer that is down does not stop the start.
     fn connect(address: &str) -> anyhow::Result<Arc<Self>>;
+
+    /// A client that balances each call across the endpoints discovery
+    /// keeps in `balancer` (client-side discovery, `crate::discovery`).
+    fn balanced(balancer: Balancer<Self>) -> Arc<Self>;
 
     /// Mounts `provider` on the internal port being assembled.
     fn serve(provider: Arc<Self>, internal: &mut InternalServer);
@@ -86,6 +100,20 @@ impl InternalServer {
     /// The full names of the gRPC services added so far.
     pub fn grpc_services(&self) -> Vec<&'static str> {
         self.grpc.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Everything added, as one router (the host adds health and
+    /// reflection itself; what tests of the links serve).
+    pub fn into_router(self) -> Router {
+        let (http, grpc) = self.into_parts();
+        if grpc.is_empty() {
+            return http;
+        }
+        let mut routes = tonic::service::Routes::from(http);
+        for (_, add) in grpc {
+            routes = add(routes);
+        }
+        routes.into_axum_router()
     }
 
     /// The HTTP routes and the gRPC additions, for the host to assemble.

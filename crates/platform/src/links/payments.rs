@@ -24,15 +24,20 @@ use uuid::Uuid;
 
 use super::{InternalServer, Link, LinkSpec};
 use crate::{
+    discovery::Balancer,
     problem::{self, ErrorCode, Problem},
     propagation,
 };
 
 impl Link for dyn Payments {
-    const SPEC: LinkSpec = LinkSpec { name: "payments", address_variable: "PAYMENT_GRPC_URL" };
+    const SPEC: LinkSpec = LinkSpec { name: "payments", address_variable: "PAYMENT_GRPC_URL", service: "payment" };
 
     fn connect(address: &str) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(GrpcPayments::new(address)?))
+    }
+
+    fn balanced(balancer: Balancer<Self>) -> Arc<Self> {
+        Arc::new(BalancedPayments(balancer))
     }
 
     fn serve(provider: Arc<Self>, internal: &mut InternalServer) {
@@ -90,6 +95,18 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
         .map_err(|_| Status::new(ErrorCode::ValidationFailed.grpc_code(), format!("{field}: must be a UUID")))
 }
 
+/// `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}`: the
+/// calls this replica answered (the discovery lab counts the spread with it).
+fn handled<T>(method: &'static str, result: &Result<T, Status>) {
+    let code = match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    metrics::counter!("grpc_server_handled_total", "grpc_service" => "twinshop.payment.v1.Payments",
+        "grpc_method" => method, "grpc_code" => format!("{code:?}"))
+    .increment(1);
+}
+
 fn status_of(err: CallError) -> Status {
     match err {
         CallError::Unavailable(err) => problem::internal(&err).to_status(),
@@ -114,7 +131,7 @@ impl pb::payments_server::Payments for PaymentsGrpcServer {
         let span = span_for(&request, "Charge");
         let timeout = caller_timeout(&request);
         let req = request.into_inner();
-        async move {
+        let result = async move {
             let order_id = parse_uuid("order_id", &req.order_id)?;
             let user_id = parse_uuid("user_id", &req.user_id)?;
             let charge = bounded(timeout, self.0.charge(order_id, user_id, req.amount_cents, timeout)).await?;
@@ -126,14 +143,16 @@ impl pb::payments_server::Payments for PaymentsGrpcServer {
             Ok(Response::new(ChargeResponse { outcome: outcome.into(), balance_cents: charge.balance_cents }))
         }
         .instrument(span)
-        .await
+        .await;
+        handled("Charge", &result);
+        result
     }
 
     async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<RefundResponse>, Status> {
         let span = span_for(&request, "Refund");
         let timeout = caller_timeout(&request);
         let req = request.into_inner();
-        async move {
+        let result = async move {
             let order_id = parse_uuid("order_id", &req.order_id)?;
             let refund = bounded(timeout, self.0.refund(order_id, timeout)).await?;
             let outcome = match refund.outcome {
@@ -144,7 +163,9 @@ impl pb::payments_server::Payments for PaymentsGrpcServer {
             Ok(Response::new(RefundResponse { outcome: outcome.into(), amount_cents: refund.amount_cents }))
         }
         .instrument(span)
-        .await
+        .await;
+        handled("Refund", &result);
+        result
     }
 }
 
@@ -242,6 +263,27 @@ impl Payments for GrpcPayments {
             }
         };
         Ok(Refund { outcome, amount_cents: response.amount_cents })
+    }
+}
+
+/// [`Payments`] over every endpoint discovery found, one picked per call.
+#[derive(Debug)]
+pub struct BalancedPayments(pub Balancer<dyn Payments>);
+
+#[async_trait::async_trait]
+impl Payments for BalancedPayments {
+    async fn charge(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+        amount_cents: i64,
+        timeout: Duration,
+    ) -> Result<Charge, CallError> {
+        self.0.call(|p| async move { p.charge(order_id, user_id, amount_cents, timeout).await }).await
+    }
+
+    async fn refund(&self, order_id: Uuid, timeout: Duration) -> Result<Refund, CallError> {
+        self.0.call(|p| async move { p.refund(order_id, timeout).await }).await
     }
 }
 

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::{InternalServer, Link, LinkSpec};
 use crate::{
+    discovery::Balancer,
     problem::{self, ErrorCode, Problem},
     propagation,
 };
@@ -28,10 +29,14 @@ use crate::{
 pub const ROUTE: &str = "/internal/v1/users/{id}";
 
 impl Link for dyn UserLookup {
-    const SPEC: LinkSpec = LinkSpec { name: "user lookup", address_variable: "USER_SERVICE_URL" };
+    const SPEC: LinkSpec = LinkSpec { name: "user lookup", address_variable: "USER_SERVICE_URL", service: "user" };
 
     fn connect(address: &str) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(HttpUserLookup::new(address)?))
+    }
+
+    fn balanced(balancer: Balancer<Self>) -> Arc<Self> {
+        Arc::new(BalancedUserLookup(balancer))
     }
 
     fn serve(provider: Arc<Self>, internal: &mut InternalServer) {
@@ -132,5 +137,16 @@ impl UserLookup for HttpUserLookup {
                 country: a.country,
             }),
         }))
+    }
+}
+
+/// [`UserLookup`] over every endpoint discovery found, one picked per call.
+#[derive(Debug)]
+pub struct BalancedUserLookup(pub Balancer<dyn UserLookup>);
+
+#[async_trait::async_trait]
+impl UserLookup for BalancedUserLookup {
+    async fn lookup(&self, user_id: Uuid, timeout: Duration) -> Result<Option<UserCard>, CallError> {
+        self.0.call(|lookup| async move { lookup.lookup(user_id, timeout).await }).await
     }
 }
