@@ -10,7 +10,8 @@
 //! up by the next one ([`remove_leftovers`]).
 //!
 //! **Backing services** listen on 127.0.0.1 only. A namespaced process
-//! reaches them at the gateway address: the host DNATs TCP for the gateway
+//! reaches them at the gateway address: the host DNATs TCP (and UDP, for a
+//! lab's DNS server) for the gateway
 //! to 127.0.0.1 (allowed on the bridge by `route_localnet`) and SNATs the
 //! source to 127.0.0.1, so Postgres' `pg_hba`, Redis' protected mode and
 //! RabbitMQ's loopback-only `guest` see a local client. The kernel does it:
@@ -122,24 +123,13 @@ impl Network {
         let sysctl = format!("/proc/sys/net/ipv4/conf/{br}/route_localnet");
         std::fs::write(&sysctl, "1").with_context(|| format!("writing {sysctl}"))?;
         let cm = ["-m", "comment", "--comment", c.as_str()];
-        let rules: [(&str, Vec<&str>); 4] = [
-            (
-                "nat",
-                vec![
-                    "-A",
-                    "PREROUTING",
-                    "-i",
-                    &br,
-                    "-d",
-                    &gw,
-                    "-p",
-                    "tcp",
-                    "-j",
-                    "DNAT",
-                    "--to-destination",
-                    "127.0.0.1",
-                ],
-            ),
+        let dnat = |proto| {
+            vec!["-A", "PREROUTING", "-i", &br, "-d", &gw, "-p", proto, "-j", "DNAT", "--to-destination", "127.0.0.1"]
+        };
+        let rules: [(&str, Vec<&str>); 5] = [
+            ("nat", dnat("tcp")),
+            // UDP too: a lab's DNS server on the host's loopback.
+            ("nat", dnat("udp")),
             ("nat", vec!["-A", "INPUT", "-s", &subnet, "-d", "127.0.0.1", "-j", "SNAT", "--to-source", "127.0.0.1"]),
             ("filter", vec!["-I", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"]),
             ("filter", vec!["-I", "INPUT", "-i", &br, "-j", "ACCEPT"]),

@@ -213,7 +213,8 @@ pub struct Plan {
     pub ports: PortChoice,
     /// The edge; `None` runs without one.
     pub edge: Option<EdgePlan>,
-    /// Each process in its own network namespace with its own address.
+    /// Each process in its own network namespace with its own address (the
+    /// replicas of a service on the same ports, as pods).
     pub namespaces: bool,
     /// cgroup limits per service (every replica gets its own cgroup with these).
     pub limits: BTreeMap<Service, Limits>,
@@ -226,6 +227,8 @@ pub struct Plan {
     /// How long a stopping process may drain before SIGKILL.
     pub drain: Duration,
     /// How long a process may take to become ready.
+    /// Extra environment for one process (after its service's).
+    pub process_env: BTreeMap<ProcessId, BTreeMap<String, String>>,
     pub ready_timeout: Duration,
     /// Directory with `jwt-private.pem` and `jwt-public.pem` (default: the repository's `dev/keys`).
     pub keys_dir: PathBuf,
@@ -282,6 +285,7 @@ impl Plan {
     }
 
     /// Where the binaries are.
+            process_env: BTreeMap::new(),
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = dir.into();
         self
@@ -299,7 +303,15 @@ impl Plan {
         self
     }
 
-    /// Each process in its own network namespace.
+    /// An extra variable for one process (e.g. one order replica that
+    /// finds payment another way than the others).
+    pub fn process_env(mut self, id: ProcessId, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.process_env.entry(id).or_default().insert(key.into(), value.into());
+        self
+    }
+
+    /// Each process in its own network namespace with its own address; the
+    /// replicas of a service then listen on the same ports, as pods do.
     pub fn namespaces(mut self, on: bool) -> Self {
         self.namespaces = on;
         self

@@ -257,9 +257,13 @@ impl System {
         }
         .into_iter();
         for id in ids {
-            let (http, internal) = match &plan.ports {
-                PortChoice::Free => (free.next().unwrap_or_default(), free.next().unwrap_or_default()),
-                PortChoice::Classic { overrides } => {
+            // In namespaces, replicas share their service's ports, each at its own address (as pods).
+            let first = ProcessId::new(id.service, 1);
+            let shared = self.procs.get(&first).filter(|_| plan.namespaces).map(|p| (p.http_port, p.internal_port));
+            let (http, internal) = match (&plan.ports, shared) {
+                (_, Some(ports)) => ports,
+                (PortChoice::Free, None) => (free.next().unwrap_or_default(), free.next().unwrap_or_default()),
+                (PortChoice::Classic { overrides }, None) => {
                     let (http, internal) = id.service.classic_ports();
                     let var = |suffix: &str, default: u16| {
                         overrides.get(&format!("{}{suffix}", id.service.env_prefix())).copied().unwrap_or(default)

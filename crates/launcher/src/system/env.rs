@@ -4,6 +4,9 @@
 //! win (a loopback URL in them is reached through the gateway from a
 //! namespace, like the backing services). Nothing is inherited from the
 //! launcher's own environment.
+//!
+//! The extra variables are the plan's for every process, then its
+//! service's, then its own (`Plan::process_env`).
 
 use std::net::Ipv4Addr;
 
@@ -14,9 +17,13 @@ use crate::{
 };
 
 /// `url` with a loopback host replaced by `host` (a namespaced process
-/// reaches the host's 127.0.0.1 at its bridge's gateway).
+/// reaches the host's 127.0.0.1 at its bridge's gateway). A bare
+/// `127.0.0.1:port` (a DNS server's address) is replaced too.
 pub(crate) fn via(url: &str, host: Ipv4Addr) -> String {
     let host = host.to_string();
+    if let Some(port) = url.strip_prefix("127.0.0.1:").filter(|p| p.parse::<u16>().is_ok()) {
+        return format!("{host}:{port}");
+    }
     ["127.0.0.1", "localhost"].iter().fold(url.to_owned(), |acc, lo| {
         acc.replacen(&format!("@{lo}:"), &format!("@{host}:"), 1).replacen(
             &format!("//{lo}:"),
@@ -70,7 +77,11 @@ impl System {
         // Extra variables naming a loopback URL mean the host's loopback
         // too (a lab's proxy, a private broker): a namespaced process
         // reaches it through its gateway, like the backing services.
-        let extra = plan.env_all.iter().chain(plan.env.get(&svc).into_iter().flatten());
+        let extra = plan
+            .env_all
+            .iter()
+            .chain(plan.env.get(&svc).into_iter().flatten())
+            .chain(plan.process_env.get(&id).into_iter().flatten());
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
             env.push((k.clone(), backing(v)));
@@ -109,5 +120,7 @@ mod tests {
         assert_eq!(via("redis://127.0.0.1:6379", gw), "redis://10.88.7.1:6379");
         assert_eq!(via("amqp://guest:guest@localhost:5672/%2f", gw), "amqp://guest:guest@10.88.7.1:5672/%2f");
         assert_eq!(via("amqp://guest:guest@rabbit.example:5672/%2f", gw), "amqp://guest:guest@rabbit.example:5672/%2f");
+        assert_eq!(via("127.0.0.1:5353", gw), "10.88.7.1:5353");
+        assert_eq!(via("127.0.0.1:5353,x", gw), "127.0.0.1:5353,x");
     }
 }
