@@ -54,3 +54,62 @@ fn the_scan_finds_an_enabling_setting_in_either_notation() {
     assert_eq!(settings(compose), ["true"]);
     assert!(settings("      USER_HTTP_PORT: 1\n").is_empty());
 }
+
+/// `overlay` with `component`, rendered as a user of the component's page
+/// would combine them (a kustomization of their own, here under target/).
+fn render_with(overlay: &str, component: &str) -> String {
+    let root = repo_root();
+    let dir = root.join("target/deploy-tests").join(format!("{overlay}+{component}"));
+    std::fs::create_dir_all(&dir).expect("a folder under target/");
+    // kustomize takes only relative paths, from the kustomization's folder.
+    let kustomization =
+        format!("resources: [../../../k8s/overlays/{overlay}]\ncomponents: [../../../k8s/components/{component}]\n");
+    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("writing the kustomization");
+    let out = Command::new("kubectl").arg("kustomize").arg(&dir).output().expect("kubectl kustomize");
+    assert!(out.status.success(), "{overlay} + {component}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_fault_flags_component_enables_them_in_every_process_of_either_build() {
+    let micro = render_with("kind", "fault-flags");
+    let mut enabled: Vec<&str> = micro.lines().filter(|l| l.contains("_FAULTS_ENABLED: \"true\"")).collect();
+    enabled.sort_unstable();
+    assert_eq!(
+        enabled,
+        ["  ORDER_FAULTS_ENABLED: \"true\"", "  PAYMENT_FAULTS_ENABLED: \"true\"", "  USER_FAULTS_ENABLED: \"true\""]
+    );
+    let monolith = render_with("monolith", "fault-flags");
+    assert_eq!(settings(&monolith), ["true"]);
+}
+
+#[test]
+fn the_partition_component_cuts_order_from_payment_and_nothing_else() {
+    let policies = |text: &str| -> Vec<serde_norway::Value> {
+        serde_norway::Deserializer::from_str(text)
+            .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+            .filter(|d: &serde_norway::Value| d["kind"] == "NetworkPolicy")
+            .collect()
+    };
+    let whole = policies(&render_with("kind", "fault-flags"));
+    let cut = policies(&render_with("kind", "cut-order-payment"));
+    assert_eq!(whole.len(), cut.len(), "the same policies");
+    let sources = |policy: &serde_norway::Value| -> Vec<String> {
+        policy["spec"]["ingress"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| rule["from"].as_sequence().cloned().unwrap_or_default())
+            .filter_map(|from| from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (before, after) in whole.iter().zip(&cut) {
+        let name = before["metadata"]["name"].as_str().expect("a name");
+        if name == "payment" {
+            assert_eq!(sources(before), ["edge", "order"]);
+            assert_eq!(sources(after), ["edge"], "only the order service loses its way in");
+        } else {
+            assert_eq!(before, after, "{name} is untouched");
+        }
+    }
+}
