@@ -147,25 +147,21 @@ pub fn variables(process: &Process) -> Result<Vec<Variable>, String> {
         config::shared_variables()?,
     ];
     if process.transport == super::Transport::Network {
-        parts.push(config::variables::<NetworkConfig>(process.prefix)?);
+        parts.extend([
+            config::variables::<NetworkConfig>(process.prefix)?,
+            config::variables::<crate::discovery::DiscoveryConfig>(process.prefix)?,
+        ]);
     }
     for area in process.areas {
         parts.push(area.variables(process.prefix)?);
         if process.transport == super::Transport::Network {
-            parts.push(
-                area.needs()
-                    .iter()
-                    .map(|link| Variable {
-                        name: format!("{}{}", process.prefix, link.address_variable),
-                        required: true,
-                    })
-                    .collect(),
-            );
+            // Each needed link: its address, and how it is found.
+            for link in area.needs() {
+                let name = format!("{}{}", process.prefix, link.address_variable);
+                parts.push(vec![Variable { name, required: true }]);
+                parts.push(crate::discovery::link_variables(process.prefix, link)?);
+            }
         }
     }
     Ok(config::merge_variables(parts))
 }
-        parts.push(config::variables::<crate::discovery::DiscoveryConfig>(process.prefix)?);
-            for link in area.needs() {
-                parts.push(crate::discovery::link_variables(process.prefix, link)?);
-            }
