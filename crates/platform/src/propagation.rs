@@ -99,6 +99,20 @@ pub fn current_headers() -> HashMap<String, String> {
     map
 }
 
+/// The current span as a W3C `traceresponse` value,
+/// `00-{trace-id}-{span-id}-{trace-flags}` (W3C Trace Context Level 2): what
+/// a caller needs to find its request's trace. `None` outside a span that
+/// has ids (no tracer installed, or a disabled span).
+pub fn trace_response() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let context = span.span_context();
+    context
+        .is_valid()
+        .then(|| format!("00-{}-{}-{:02x}", context.trace_id(), context.span_id(), context.trace_flags().to_u8()))
+}
+
 /// The parent context stored as key/value pairs by [`current_headers`].
 pub fn extract_map(map: &HashMap<String, String>) -> Context {
     global::get_text_map_propagator(|p| p.extract(map))

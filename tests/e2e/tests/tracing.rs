@@ -110,8 +110,16 @@ async fn one_trace_id_spans_http_grpc_and_amqp_hops_of_a_placement_and_a_cancell
         .await
         .expect("place");
     assert_eq!(res.status(), 201);
+    let answered = res.header("traceresponse").unwrap_or_default().to_owned();
+    assert!(answered.starts_with(&format!("00-{place_trace}-")), "the answer names the caller's trace: {answered:?}");
     let order: serde_json::Value = res.json().expect("json");
     assert_eq!(order["status"], "confirmed");
+
+    // Without a traceparent the service starts the trace, and its answer
+    // names it (`traceresponse`): the id a client shows is the one the
+    // spans carry (the storefront links it to Jaeger).
+    let res = buyer.get("/v1/wallet").send().await.expect("wallet");
+    let started = res.header("traceresponse").and_then(|v| v.split('-').nth(1)).expect("traceresponse").to_owned();
 
     let cancel_trace = "0af7651916cd43dd8448eb211c80319c";
     let id = order["id"].as_str().expect("id");
@@ -139,6 +147,11 @@ async fn one_trace_id_spans_http_grpc_and_amqp_hops_of_a_placement_and_a_cancell
         has(&placement, "order", "twinshop.payment.v1.Payments/Charge"),
         "the client side of the gRPC hop: {placement:?}"
     );
+    eventually("the span of the trace a traceresponse named", Duration::from_secs(30), || {
+        let spans = spans_of(&collected, &started);
+        async move { has(&spans, "payment", "GET /v1/wallet").then_some(()) }
+    })
+    .await;
 
     eventually("the cancellation's spans through both AMQP hops", Duration::from_secs(30), || {
         let spans = spans_of(&collected, cancel_trace);

@@ -2,7 +2,9 @@
 //!
 //! Outermost first: sensitive-header marking, request id (`x-request-id`,
 //! generated if absent and echoed back), a tracing span per request whose
-//! parent is the caller's W3C `traceparent`, compression, the problem
+//! parent is the caller's W3C `traceparent`, the span's ids echoed back as
+//! `traceresponse` (so a client, such as the storefront, can name the trace
+//! of each request), compression, the problem
 //! guarantee ([`ensure_problem`]), panic catching, the request timeout and
 //! the body size limit; innermost, per-route metrics.
 
@@ -36,6 +38,7 @@ use crate::{
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACE_RESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// Wraps `router` with the standard stack, a problem+json 404 fallback and
 /// 405 answer. `timeout` is the service's request timeout: shorter than the
@@ -54,6 +57,8 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
         .layer(middleware::from_fn(ensure_problem))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        // Inside the request's span, so it names that span.
+        .layer(middleware::from_fn(trace_response))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
@@ -68,6 +73,17 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+/// `traceresponse: 00-{trace-id}-{span-id}-{flags}` on every answer, errors
+/// included: the trace id is the caller's (from `traceparent`) or a new one,
+/// the span id is this request's server span (docs/api.md).
+async fn trace_response(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    if let Some(value) = propagation::trace_response().and_then(|v| HeaderValue::from_str(&v).ok()) {
+        res.headers_mut().insert(TRACE_RESPONSE.clone(), value);
+    }
+    res
 }
 
 fn make_span(req: &Request) -> tracing::Span {
