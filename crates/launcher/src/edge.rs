@@ -79,6 +79,10 @@ pub struct EdgeConfig {
     pub all_addresses: bool,
     /// Directory with the two templates.
     pub templates: PathBuf,
+    /// The storefront's files (`SHOP_ROOT`).
+    pub shop: PathBuf,
+    /// Jaeger's UI for the storefront's trace links (`JAEGER_UI_URL`; empty: none).
+    pub jaeger_ui: String,
     /// Internal balancers to add.
     pub internal: Vec<InternalBalancer>,
 }
@@ -132,6 +136,8 @@ pub fn render(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, 
         ("PAYMENT_UPSTREAM", payment),
         ("ORDER_UPSTREAM", order),
         ("EDGE_PREFIX", prefix.display().to_string()),
+        ("SHOP_ROOT", config.shop.display().to_string()),
+        ("JAEGER_UI_URL", config.jaeger_ui.clone()),
     ];
     Ok((substitute(&read("twinshop.conf.template")?, &vars), substitute(&read("nginx-local.conf.template")?, &vars)))
 }

@@ -4,7 +4,15 @@ use super::*;
 use crate::plan::workspace_root;
 
 fn config(build: Build, internal: Vec<InternalBalancer>) -> EdgeConfig {
-    EdgeConfig { build, port: 20123, all_addresses: false, templates: workspace_root().join("deploy/edge"), internal }
+    EdgeConfig {
+        build,
+        port: 20123,
+        all_addresses: false,
+        templates: workspace_root().join("deploy/edge"),
+        shop: PathBuf::from("/repo/web/shop"),
+        jaeger_ui: "http://localhost:16686".into(),
+        internal,
+    }
 }
 
 fn member(public: &str, internal: &str, in_edge: bool) -> Member {
@@ -25,6 +33,8 @@ fn replicas_become_several_server_lines_of_one_upstream() {
     assert!(conf.contains("listen 127.0.0.1:20123;"));
     assert!(main.contains("client_body_temp_path /p/client_body;"), "{main}");
     assert!(!conf.contains("${"), "every variable filled in");
+    assert!(conf.contains("alias /repo/web/shop/;"), "the storefront's files:\n{conf}");
+    assert!(conf.contains(r#"return 200 '{"jaeger_url":"http://localhost:16686"}';"#), "its settings:\n{conf}");
     assert!(conf.contains("#   127.0.0.1:3;     server 127.0.0.1:4"), "comments stay comments:\n{conf}");
 }
 

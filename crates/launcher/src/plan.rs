@@ -188,6 +188,27 @@ pub struct EdgePlan {
     pub all_addresses: bool,
     /// Where `twinshop.conf.template` and `nginx-local.conf.template` are.
     pub templates: PathBuf,
+    /// The storefront's files, served under `/shop/` (the repository's `web/shop`).
+    pub shop: PathBuf,
+    /// Jaeger's UI as a browser reaches it, for the storefront's trace
+    /// links; empty: no links.
+    pub jaeger_ui: String,
+}
+
+impl EdgePlan {
+    /// An edge on a free port of 127.0.0.1 with the templates and the
+    /// storefront of the repository at `root`, without trace links.
+    pub fn at(root: &Path) -> Self {
+        let shop = root.join("web/shop");
+        Self {
+            port: None,
+            all_addresses: false,
+            templates: root.join("deploy/edge"),
+            // Absolute: nginx would read a relative one from its own prefix.
+            shop: shop.canonicalize().unwrap_or(shop),
+            jaeger_ui: String::new(),
+        }
+    }
 }
 
 /// Everything [`crate::System::start`] needs to know.
@@ -266,7 +287,7 @@ impl Plan {
             databases: DatabaseMode::Fresh { keep: false },
             events_namespace: None,
             ports: PortChoice::Free,
-            edge: Some(EdgePlan { port: None, all_addresses: false, templates: root.join("deploy/edge") }),
+            edge: Some(EdgePlan::at(&root)),
             namespaces: false,
             limits: BTreeMap::new(),
             process_limits: BTreeMap::new(),

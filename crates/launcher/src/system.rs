@@ -233,6 +233,8 @@ impl System {
                 port,
                 all_addresses: edge_plan.all_addresses,
                 templates: edge_plan.templates.clone(),
+                shop: edge_plan.shop.clone(),
+                jaeger_ui: edge_plan.jaeger_ui.clone(),
                 internal: self.balancers.iter().map(|(&service, &port)| InternalBalancer { service, port }).collect(),
             };
             let members = self.procs.iter().map(|(id, p)| (*id, self.member(p))).collect();

@@ -101,7 +101,7 @@ impl Setup {
             .env_all("RUST_LOG", &self.rust_log);
         plan.backing = self.backing.clone();
         plan.keys_dir = self.root.join("dev/keys");
-        plan.edge = Some(EdgePlan { port: None, all_addresses: false, templates: self.root.join("deploy/edge") });
+        plan.edge = Some(EdgePlan::at(&self.root));
         plan
     }
 

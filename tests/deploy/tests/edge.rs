@@ -88,6 +88,9 @@ fn serve(conn: TcpStream) {
     }
 }
 
+/// The Jaeger UI the test edge names to the storefront.
+const JAEGER_UI_URL: &str = "http://jaeger.example:16686";
+
 /// nginx from the templates, routing every prefix to `upstream`; stopped on drop.
 struct Edge {
     child: Child,
@@ -109,6 +112,8 @@ impl Edge {
             ("PAYMENT_UPSTREAM", upstream.to_owned()),
             ("ORDER_UPSTREAM", upstream.to_owned()),
             ("EDGE_PREFIX", prefix.display().to_string()),
+            ("SHOP_ROOT", repo_root().join("web/shop").display().to_string()),
+            ("JAEGER_UI_URL", JAEGER_UI_URL.to_owned()),
         ];
         let render = |text: String| vars.iter().fold(text, |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v));
         std::fs::write(prefix.join("twinshop.conf"), render(template("twinshop.conf.template"))).expect("write");
@@ -147,8 +152,9 @@ impl Edge {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
+        let text = body.to_owned();
         let body = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-        Answer { status, headers, body }
+        Answer { status, headers, body, text }
     }
 }
 
@@ -166,6 +172,8 @@ struct Answer {
     status: u16,
     headers: BTreeMap<String, String>,
     body: serde_json::Value,
+    /// The body as sent.
+    text: String,
 }
 
 impl Answer {
@@ -272,4 +280,52 @@ fn methods_nginx_refuses_itself_are_405_on_documented_routes_and_404_elsewhere()
     for path in ["/", "/v1/unknown", "/v1/usersX", "/readyz"] {
         edge.send("GET", path).assert_problem(404, "not_found", &format!("GET {path}"));
     }
+}
+
+#[test]
+fn the_edge_serves_the_storefront_under_shop_and_nothing_at_the_root() {
+    let edge = Edge::start(&upstream());
+    let page = edge.send("GET", "/shop/");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.headers.get("content-type").map(String::as_str), Some("text/html; charset=utf-8"));
+    assert!(page.text.contains(r#"<script type="module" src="app.js">"#), "the storefront's page: {}", page.text);
+    let csp = page.headers.get("content-security-policy").expect("a Content-Security-Policy");
+    assert!(csp.contains("default-src 'self'"), "nothing from another origin: {csp}");
+    assert_eq!(page.headers.get("x-content-type-options").map(String::as_str), Some("nosniff"));
+
+    // Module scripts must be JavaScript, or the browser refuses them.
+    for file in ["app.js", "api.js", "ui.js"] {
+        let script = edge.send("GET", &format!("/shop/{file}"));
+        assert_eq!(script.status, 200, "{file}");
+        assert_eq!(
+            script.headers.get("content-type").map(String::as_str),
+            Some("text/javascript; charset=utf-8"),
+            "{file}"
+        );
+    }
+    let css = edge.send("GET", "/shop/style.css");
+    assert_eq!(css.headers.get("content-type").map(String::as_str), Some("text/css; charset=utf-8"));
+
+    let config = edge.send("GET", "/shop/config.json");
+    assert_eq!(config.status, 200);
+    assert_eq!(config.body, serde_json::json!({"jaeger_url": JAEGER_UI_URL}), "the edge's JAEGER_UI_URL");
+
+    let bare = edge.send("GET", "/shop");
+    assert_eq!((bare.status, bare.headers.get("location").map(String::as_str)), (301, Some("/shop/")), "{bare:?}");
+
+    // What is not a file of the storefront is the edge's 404, as anywhere.
+    // A file extension gives no media type to the edge's own answers.
+    for path in [
+        "/shop/missing.js",
+        "/shop/..data/app.js",
+        "/shop/.hidden",
+        "/shop/../Cargo.toml",
+        "/",
+        "/index.html",
+        "/favicon.ico",
+    ] {
+        edge.send("GET", path).assert_problem(404, "not_found", &format!("GET {path}"));
+    }
+    // Static files take GET and HEAD only; anything else finds no route.
+    edge.send("POST", "/shop/").assert_problem(404, "not_found", "POST /shop/");
 }

@@ -48,6 +48,10 @@ struct Args {
     /// The edge's port.
     #[arg(long, env = "EDGE_PORT", default_value_t = 8080)]
     port: u16,
+    /// Jaeger's UI as a browser reaches it (e.g. `http://localhost:16686`):
+    /// the storefront links each request's trace id there. Empty: no links.
+    #[arg(long, env = "JAEGER_UI_URL", default_value = "")]
+    jaeger_ui_url: String,
     /// Where the service binaries are (default: the repository's target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -175,7 +179,12 @@ async fn run(args: Args) -> Result<()> {
         .logs(args.log_dir.clone().map_or(LogTarget::Stdout, LogTarget::Dir));
     plan.keys_dir = root.join("dev/keys");
     plan.ports = PortChoice::Classic { overrides: port_overrides };
-    plan.edge = Some(EdgePlan { port: Some(args.port), all_addresses: true, templates: root.join("deploy/edge") });
+    plan.edge = Some(EdgePlan {
+        port: Some(args.port),
+        all_addresses: true,
+        jaeger_ui: args.jaeger_ui_url.clone(),
+        ..EdgePlan::at(&root)
+    });
     plan.env_all = env;
     if args.restart {
         plan.restart = RestartPolicy::on_exit();
