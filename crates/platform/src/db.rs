@@ -1,4 +1,4 @@
-//! Postgres: pools and migrations.
+//! Postgres: pools, connections in spans ([`acquire`]) and migrations.
 //!
 //! Each area keeps its SQL and migrations in its own crate; the platform's
 //! own tables (outbox, processed events) are migrated by [`migrate`] with a
@@ -10,10 +10,12 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use sqlx::{
-    Connection, PgPool,
+    Connection, PgConnection, PgPool, Postgres,
     migrate::Migrator,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use tracing::Instrument as _;
 
 use crate::config::Secret;
 
@@ -66,7 +68,7 @@ pub fn pool(target: &DbTarget, application: &str, max_connections: u32) -> anyho
 /// sqlx holds a session advisory lock while migrating, so concurrent
 /// `migrate` runs (several replicas, a Job and a dev flag) serialise.
 pub async fn migrate(target: &DbTarget, area: &Migrator) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect_with(&target.options("twinshop-migrate")?)
+    let mut conn = PgConnection::connect_with(&target.options("twinshop-migrate")?)
         .await
         .context("cannot connect to the database to migrate")?;
     if let Some(schema) = &target.schema {
@@ -82,6 +84,53 @@ pub async fn migrate(target: &DbTarget, area: &Migrator) -> anyhow::Result<()> {
     area.run(&mut conn).await.context("area migrations failed")?;
     conn.close().await.ok();
     Ok(())
+}
+
+/// A pooled connection taken for one unit of work, in a `db.tx` span that
+/// lasts until it goes back to the pool; how long the pool made it wait is
+/// the span's child `db.acquire`.
+///
+/// Why it exists: a request's time in the database splits into *waiting
+/// for a connection* (queueing, when the pool is exhausted) and *using it*
+/// (the round trips of its statements, row-lock waits included); the trace
+/// map of `loadtest compare` reads the two apart from these spans, in both
+/// builds alike. Use it where a store would call `pool.acquire()` or
+/// `pool.begin()`: `db::acquire(&pool, "order.create")`, then
+/// `conn.begin()` for a transaction (sqlx's, on the borrowed connection).
+#[derive(Debug)]
+pub struct Conn {
+    conn: PoolConnection<Postgres>,
+    /// Held, never entered: the span ends when the connection is dropped.
+    _span: tracing::Span,
+}
+
+/// Takes a connection from `pool` for the unit of work `what` (the span's
+/// `db.unit` field, e.g. `order.create`).
+pub async fn acquire(pool: &PgPool, what: &'static str) -> Result<Conn, sqlx::Error> {
+    let span = tracing::info_span!("db.tx", otel.name = what, db.system = "postgresql", db.unit = what);
+    let waiting = tracing::info_span!(parent: &span, "db.acquire", otel.name = "pool acquire", db.unit = what);
+    let conn = pool.acquire().instrument(waiting).await?;
+    Ok(Conn { conn, _span: span })
+}
+
+/// A span for a statement that may wait on a row lock (`SELECT … FOR
+/// UPDATE` on `table`): instrument the statement with it, and a lock wait
+/// shows in its duration.
+pub fn lock_span(table: &'static str) -> tracing::Span {
+    tracing::info_span!("db.lock", otel.name = "row lock", db.table = table)
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 /// Maps a unique violation on `constraint` to `Some(())`, for adapters that

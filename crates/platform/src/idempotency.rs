@@ -19,6 +19,7 @@ use axum::http::HeaderMap;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use sqlx::PgConnection;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::problem::Problem;
@@ -244,6 +245,7 @@ pub async fn fence(conn: &mut PgConnection, scope: Scope, held: &Held) -> anyhow
     .bind(held.key.as_str())
     .bind(held.generation)
     .fetch_optional(&mut *conn)
+    .instrument(crate::db::lock_span("idempotency"))
     .await
     .context("fencing on the idempotency key")?;
     Ok(holds.is_some())

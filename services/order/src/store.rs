@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use time::OffsetDateTime;
 use twinshop_platform::{
-    db::DbTarget,
+    db::{self, DbTarget},
     idempotency::{self, Found, Held, IdempotencyKey, Scope},
     inbox, outbox,
     pagination::{Page, PageRequest, Position},
@@ -154,15 +154,16 @@ async fn load(conn: &mut PgConnection, order_id: Uuid) -> anyhow::Result<Order> 
 #[async_trait::async_trait]
 impl OrderRepository for PgOrderRepository {
     async fn catalog(&self) -> anyhow::Result<Vec<Product>> {
+        let mut conn = db::acquire(&self.pool, "order.catalog").await.context("acquiring a connection")?;
         let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT id, name, price_cents FROM products ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .context("reading the catalog")?;
         Ok(rows.into_iter().map(|(id, name, price_cents)| Product { id, name, price_cents }).collect())
     }
 
     async fn find_key(&self, user_id: Uuid, key: &IdempotencyKey) -> anyhow::Result<Option<Found<Placement>>> {
-        let mut conn = self.pool.acquire().await.context("acquiring a connection")?;
+        let mut conn = db::acquire(&self.pool, "order.find_key").await.context("acquiring a connection")?;
         idempotency::find(&mut conn, scope(user_id), key).await
     }
 
@@ -188,7 +189,8 @@ impl OrderRepository for PgOrderRepository {
         key: Option<(&IdempotencyKey, &Value)>,
         lease: Duration,
     ) -> Result<(), CreateError> {
-        let mut tx = self.pool.begin().await.context("beginning the placement")?;
+        let mut conn = db::acquire(&self.pool, "order.create").await.context("acquiring a connection")?;
+        let mut tx = conn.begin().await.context("beginning the placement")?;
         if let Some((key, fingerprint)) = key
             && !idempotency::insert(&mut tx, scope(order.user_id), key, fingerprint, Some(order.id), lease).await?
         {
@@ -221,7 +223,8 @@ impl OrderRepository for PgOrderRepository {
 
     async fn transition(&self, t: Transition<'_>) -> anyhow::Result<Written> {
         let next = t.next;
-        let mut tx = self.pool.begin().await.context("beginning the transition")?;
+        let mut conn = db::acquire(&self.pool, "order.transition").await.context("acquiring a connection")?;
+        let mut tx = conn.begin().await.context("beginning the transition")?;
         if let Some((held, _)) = t.answer
             && !idempotency::fence(&mut tx, scope(next.user_id), held).await?
         {

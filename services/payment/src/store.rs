@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 use twinshop_contracts::events::{Envelope, PaymentRefunded};
 use twinshop_platform::{
-    db::DbTarget,
+    db::{self, DbTarget},
     idempotency::{self, Scope},
     inbox, outbox,
     pagination::{Page, PageRequest, Position},
@@ -134,8 +135,9 @@ const CHARGE_COLUMNS: &str =
 
 impl PgPaymentRepository {
     async fn charge_once(&self, order_id: Uuid, user_id: Uuid, amount: Amount) -> anyhow::Result<ChargeResult> {
-        let mut tx = self.pool.begin().await.context("beginning the charge")?;
-        let balance = lock_wallet(&mut tx, user_id).await?;
+        let mut conn = db::acquire(&self.pool, "payment.charge").await.context("acquiring a connection")?;
+        let mut tx = conn.begin().await.context("beginning the charge")?;
+        let balance = lock_wallet(&mut tx, user_id).instrument(db::lock_span("wallets")).await?;
         let existing: Option<ChargeRow> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE order_id = $1")))
                 .bind(order_id)

@@ -5,7 +5,7 @@
 //! `EmailTaken`, whatever the interleaving.
 
 use anyhow::Context as _;
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 use time::OffsetDateTime;
 use twinshop_contracts::events::{Envelope, UserRegistered};
 use twinshop_platform::{
@@ -168,7 +168,8 @@ impl UserRepository for PgUserRepository {
     }
 
     async fn record_order_fact(&self, consumer: &str, event_id: Uuid, fact: &OrderFact) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await.context("beginning the fact")?;
+        let mut conn = db::acquire(&self.pool, "user.record_order_fact").await.context("acquiring a connection")?;
+        let mut tx = conn.begin().await.context("beginning the fact")?;
         if inbox::claim(&mut tx, consumer, event_id).await.context("recording the event")? {
             let (confirmed, cancelled) = match fact.kind {
                 OrderFactKind::Confirmed => (true, false),
