@@ -8,6 +8,10 @@
 //! - The batch processor exports from its own thread with a bounded queue:
 //!   a collector that is down drops spans, it never slows a request.
 //! - [`Telemetry::shutdown`] flushes what is queued; call it last.
+//! - Which requests are recorded is the standard `OTEL_TRACES_SAMPLER`
+//!   (and `_ARG`), parsed here so a typo exits 64; parent-based samplers
+//!   follow the caller's `traceparent`, which is how `loadtest compare`
+//!   records exactly the requests it times (see [`SamplerName`]).
 //! - A binary's first log line is its build identity
 //!   ([`crate::build_info`]), and its spans carry it as resource
 //!   attributes (`service.version`, `twinshop.commit`, `twinshop.release`).
@@ -19,7 +23,11 @@ use opentelemetry::{
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{Event, Subscriber, field::Field};
@@ -45,6 +53,60 @@ pub struct TelemetryConfig {
     pub exporter_otlp_endpoint: Option<String>,
     /// `OTEL_SERVICE_NAME`: overrides the binary's own name in traces.
     pub service_name: Option<String>,
+    /// `OTEL_TRACES_SAMPLER`: which requests are recorded (the
+    /// specification's names); unset: `parentbased_always_on`.
+    pub traces_sampler: Option<SamplerName>,
+    /// `OTEL_TRACES_SAMPLER_ARG`: the ratio of the `*traceidratio`
+    /// samplers, 0 to 1; unset: 1.
+    pub traces_sampler_arg: Option<Ratio>,
+}
+
+/// The samplers of the OpenTelemetry specification's `OTEL_TRACES_SAMPLER`.
+///
+/// The SDK would read the variable itself, but fall back to the default on
+/// a value it does not know; read here, a typo stops the process (exit 64)
+/// like any other malformed variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerName {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    /// A caller's decision is followed (its `traceparent`'s sampled flag);
+    /// a request without one is recorded with probability `ratio`.
+    ParentbasedTraceidratio,
+}
+
+/// A probability, 0 to 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if (0.0..=1.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(serde::de::Error::custom("must be a number from 0 to 1"))
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The sampler these variables name.
+    pub fn sampler(&self) -> Sampler {
+        let ratio = self.traces_sampler_arg.map_or(1.0, |r| r.0);
+        match self.traces_sampler.unwrap_or(SamplerName::ParentbasedAlwaysOn) {
+            SamplerName::AlwaysOn => Sampler::AlwaysOn,
+            SamplerName::AlwaysOff => Sampler::AlwaysOff,
+            SamplerName::Traceidratio => Sampler::TraceIdRatioBased(ratio),
+            SamplerName::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            SamplerName::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            SamplerName::ParentbasedTraceidratio => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+        }
+    }
 }
 
 /// Owns the tracer provider; flush it with [`Telemetry::shutdown`].
@@ -67,7 +129,7 @@ impl Telemetry {
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
         let service = config.service_name.clone().unwrap_or_else(|| default_service.to_owned());
-        let provider = tracer_provider(&service, config.exporter_otlp_endpoint.as_deref())?;
+        let provider = sampled_tracer_provider(&service, config.exporter_otlp_endpoint.as_deref(), config.sampler())?;
         global::set_text_map_propagator(TraceContextPropagator::new());
         global::set_tracer_provider(provider.clone());
         let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
@@ -103,8 +165,20 @@ impl Telemetry {
     }
 }
 
-/// A provider that always assigns ids; it exports only when an endpoint is set.
+/// A provider that always assigns ids; it exports only when an endpoint is
+/// set, and records what the default sampler (`parentbased_always_on`) says.
 pub fn tracer_provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
+    sampled_tracer_provider(service, endpoint, TelemetryConfig::default().sampler())
+}
+
+/// [`tracer_provider`] with another sampler. A span the sampler drops still
+/// has ids (log lines keep their `trace_id`); it is neither recorded nor
+/// exported.
+pub fn sampled_tracer_provider(
+    service: &str,
+    endpoint: Option<&str>,
+    sampler: Sampler,
+) -> anyhow::Result<SdkTracerProvider> {
     let mut resource = Resource::builder().with_service_name(service.to_owned());
     if let Some(build) = BuildInfo::current() {
         resource = resource.with_attributes([
@@ -114,7 +188,7 @@ pub fn tracer_provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<
         ]);
     }
     let resource = resource.build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource).with_sampler(sampler);
     if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -218,6 +292,25 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    fn telemetry(vars: &[(&str, &str)]) -> Result<TelemetryConfig, crate::config::ConfigError> {
+        crate::config::from_vars("OTEL_", vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn the_sampler_is_the_standard_variable_and_a_typo_names_it() {
+        let parent_ratio =
+            telemetry(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.25")])
+                .expect("valid");
+        assert_eq!(parent_ratio.traces_sampler, Some(SamplerName::ParentbasedTraceidratio));
+        assert_eq!(format!("{:?}", parent_ratio.sampler()), "ParentBased(TraceIdRatioBased(0.25))");
+        let default = telemetry(&[]).expect("valid");
+        assert_eq!(format!("{:?}", default.sampler()), "ParentBased(AlwaysOn)");
+        let typo = telemetry(&[("OTEL_TRACES_SAMPLER", "parentbased_traceratio")]).expect_err("unknown sampler");
+        assert_eq!(typo.variable, "OTEL_TRACES_SAMPLER");
+        let out_of_range = telemetry(&[("OTEL_TRACES_SAMPLER_ARG", "1.5")]).expect_err("not a probability");
+        assert_eq!(out_of_range.variable, "OTEL_TRACES_SAMPLER_ARG");
     }
 
     #[test]
