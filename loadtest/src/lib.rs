@@ -22,6 +22,9 @@
 //! - [`progress`]: the live progress line;
 //! - [`compare`]: `loadtest compare`, both builds side by side (started by the launcher, CPU and
 //!   memory per process from `/proc`, pgbench ceilings, hop probes, the comparison report);
+//! - [`floor`]: the bare tonic and axum servers (`loadtest-floor`) the hop probes set our
+//!   internal calls against;
+//! - [`otlp`]: the OTLP/gRPC trace receiver the services export to during `compare`'s traced runs;
 //! - [`cli`]: the `loadtest` command line and its runtime (`main.rs` is a shim over it).
 //!
 //! # Using it from another tool
@@ -57,7 +60,9 @@ pub mod check;
 pub mod cli;
 pub mod compare;
 pub mod engine;
+pub mod floor;
 pub mod mix;
+pub mod otlp;
 pub mod progress;
 pub mod report;
 pub mod setup;

@@ -18,6 +18,9 @@
 //! - **cancel**: `POST /v1/orders/{id}/cancel` of one of the user's
 //!   confirmed orders (each is picked once), else `GET /v1/wallet`.
 //!
+//! With [`TraceSampling`], every n-th placed order also carries a sampled
+//! `traceparent` (see `compare`'s trace map).
+//!
 //! Randomness comes from a small RNG seeded by `(seed, request number)`,
 //! so a run's choices are reproducible up to what the server answers.
 //!
@@ -26,7 +29,10 @@
 //! generator's hot path, so it decodes no more of an answer than it counts
 //! (the status, a problem's `code`, a placed order's id and status).
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
@@ -56,6 +62,57 @@ pub struct Shop {
     pub catalog: Arc<Vec<Product>>,
     pub mix: Mix,
     pub seed: u64,
+    /// Placed orders to trace, and what the generator saw of them.
+    pub traces: Option<Arc<TraceSampling>>,
+}
+
+/// Every `every`-th placed order carries a W3C `traceparent` whose sampled
+/// flag is set, so the services (with a parent-based sampler) record that
+/// request end to end; the generator keeps its trace id and how long the
+/// answer took on the wire, for the trace map's first stage.
+#[derive(Debug)]
+pub struct TraceSampling {
+    every: u64,
+    placed: AtomicU64,
+    seen: Mutex<Vec<ClientTrace>>,
+}
+
+/// One traced request as the generator saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientTrace {
+    pub trace_id: u128,
+    /// From the send to the whole answer (not from the intended send time:
+    /// the generator's own queueing is not the system's).
+    pub latency_us: f64,
+    /// The HTTP status, or 0 for no answer.
+    pub status: u16,
+}
+
+impl TraceSampling {
+    /// Traces one placed order in `every` (at least 1).
+    pub fn every(every: u64) -> Self {
+        Self { every: every.max(1), placed: AtomicU64::new(0), seen: Mutex::new(Vec::new()) }
+    }
+
+    fn pick(&self) -> bool {
+        self.placed.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every)
+    }
+
+    fn record(&self, trace: ClientTrace) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(trace);
+        }
+    }
+
+    /// The traced requests so far, taken.
+    pub fn take(&self) -> Vec<ClientTrace> {
+        self.seen.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+/// `00-{trace id}-{span id}-01`: a sampled caller.
+pub fn traceparent(trace_id: u128, span_id: u64) -> String {
+    format!("00-{trace_id:032x}-{span_id:016x}-01")
 }
 
 #[derive(Serialize)]
@@ -103,8 +160,18 @@ impl Shop {
             .map(|p| Item { product_id: &self.catalog[p].id, quantity: rng.random_range(1..=2) })
             .collect();
         let key = Uuid::now_v7().to_string();
-        let request = self.target.post("/v1/orders").bearer(&user.bearer).idempotency_key(Some(&key));
+        let mut request = self.target.post("/v1/orders").bearer(&user.bearer).idempotency_key(Some(&key));
+        // Never zero: an all-zero trace or span id is invalid.
+        let traced = self.traces.as_ref().filter(|t| t.pick()).map(|t| (t, rng.random::<u128>() | 1));
+        if let Some((_, trace_id)) = traced {
+            request = request.header("traceparent", &traceparent(trace_id, rng.random::<u64>() | 1));
+        }
+        let sent = std::time::Instant::now();
         let reply = request.json(&PlaceBody { items }).send().await;
+        if let Some((t, trace_id)) = traced {
+            let status = reply.as_ref().map_or(0, |r| r.status().as_u16());
+            t.record(ClientTrace { trace_id, latency_us: sent.elapsed().as_secs_f64() * 1e6, status });
+        }
         let mut out = outcome(PLACE, &reply);
         if let Ok(r) = &reply {
             if r.status().as_u16() == 201 {

@@ -20,7 +20,7 @@ use crate::{
     engine::{self, Model, Phase},
     mix::Mix,
     setup::{Product, SetupConfig, UserPool, fetch_catalog, wallet_budget},
-    shop::Shop,
+    shop::{Shop, TraceSampling},
     stats::{Percentiles, Recorder, Summary},
 };
 
@@ -48,6 +48,8 @@ pub struct StepConfig {
     pub progress: bool,
     /// Run the correctness check after the window.
     pub check: bool,
+    /// Trace some placed orders of the measured window (not the warm-up).
+    pub traces: Option<Arc<TraceSampling>>,
 }
 
 impl StepConfig {
@@ -67,6 +69,7 @@ impl StepConfig {
             max_in_flight: 2048,
             progress: true,
             check: true,
+            traces: None,
         }
     }
 
@@ -220,8 +223,16 @@ pub async fn run_step_observed(
     config: &StepConfig,
     mut observe: impl FnMut(WindowEdge),
 ) -> Result<StepResult> {
-    let shop =
-        Arc::new(Shop { target: target.clone(), pool: pool.clone(), catalog, mix: config.mix, seed: config.seed });
+    let shop = |traces| {
+        Arc::new(Shop {
+            target: target.clone(),
+            pool: pool.clone(),
+            catalog: catalog.clone(),
+            mix: config.mix,
+            seed: config.seed,
+            traces,
+        })
+    };
     let phase = |duration, max_requests, label: &str| Phase {
         model: config.model,
         duration,
@@ -231,13 +242,14 @@ pub async fn run_step_observed(
         progress: config.progress.then(|| label.to_owned()),
     };
     if !config.warmup.is_zero() {
-        engine::run(&phase(config.warmup, u64::MAX, "warmup"), shop.clone(), Arc::new(Recorder::new())).await;
+        engine::run(&phase(config.warmup, u64::MAX, "warmup"), shop(None), Arc::new(Recorder::new())).await;
     }
     let recorder = Arc::new(Recorder::new());
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     observe(WindowEdge::Start);
     let cpu_before = cpu_time(std::process::id());
-    let ran = engine::run(&phase(config.duration, config.max_requests, "measure"), shop, recorder.clone()).await;
+    let measure = phase(config.duration, config.max_requests, "measure");
+    let ran = engine::run(&measure, shop(config.traces.clone()), recorder.clone()).await;
     let cpu_after = cpu_time(std::process::id());
     observe(WindowEdge::End);
     let summary = recorder.summary(ran.window);

@@ -107,8 +107,15 @@ impl Setup {
 
     /// Starts `build` for the run `label` and waits until the edge answers.
     pub async fn start(&self, build: Build, label: &str) -> Result<Running> {
+        self.start_with(build, label, &[]).await
+    }
+
+    /// [`Setup::start`] with more environment for every process (the
+    /// traced runs' telemetry settings).
+    pub async fn start_with(&self, build: Build, label: &str, env: &[(String, String)]) -> Result<Running> {
         let started = Instant::now();
-        let system = System::start(self.plan(build, label)).await.with_context(|| {
+        let plan = env.iter().fold(self.plan(build, label), |plan, (k, v)| plan.env_all(k, v));
+        let system = System::start(plan).await.with_context(|| {
             format!("starting {}; see the logs in {}", build.name(), self.log_dir.join(label).display())
         })?;
         let base_url = system.url().context("the plan has an edge")?;

@@ -27,21 +27,33 @@
 //!    highest passing and the lowest failing one (full mode), a place-only
 //!    step at a fixed rate (CPU per placed order), and a place-only
 //!    closed-model step (placed orders per second at most, against the
-//!    database ceiling); a correctness check after every step; memory at
-//!    the end; then the build stops, and its databases and its events
+//!    database ceiling); the overload step ([`overload`]: twice the peak,
+//!    the recovery after it and a login flood, written to `overload.md`); a
+//!    correctness check after every step; memory at the end; then the
+//!    build stops, and its databases and its events
 //!    namespace on RabbitMQ are removed;
-//! 4. **hop probes** on the last microservices run, before it stops;
-//! 5. **ceilings**: pgbench on throwaway databases, nothing else running;
-//! 6. the report: JSON, Markdown and HTML, headline first.
+//! 4. **hop probes** on the last microservices run, before it stops, each
+//!    interleaved with the same probe against the bare-framework floor
+//!    ([`crate::floor`]);
+//! 5. **trace map**: each build once more with its spans exported to the
+//!    generator ([`traced`], [`tracemap`]): where a placed order's time goes
+//!    at 25, 50 and 70 % of the peak, waits apart from work;
+//! 6. **ceilings**: pgbench on throwaway databases, nothing else running;
+//! 7. the report: JSON, Markdown and HTML, headline first.
 
 pub mod ceiling;
 pub mod hops;
 pub mod launch;
+pub mod mapview;
 pub mod math;
+pub mod overload;
 pub mod plan;
 pub mod procs;
 pub mod render;
 pub mod report;
+pub mod sched;
+pub mod traced;
+pub mod tracemap;
 
 use std::{
     collections::BTreeMap,
@@ -202,6 +214,21 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
         }
     }
 
+    // 4b. The trace map, from runs of their own with spans exported.
+    let trace_map = if plan.trace_map && given.is_none() {
+        eprintln!("compare  trace map, {} elapsed", fmt_minutes(started.elapsed().as_secs_f64()));
+        match traced::run(&setup, &plan, peak.rps).await {
+            Ok(map) => Some(map),
+            Err(e) => {
+                eprintln!("compare  the trace map could not be drawn: {e:#}");
+                notes.push(format!("The trace map could not be drawn: {e:#}."));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     // 5. The database ceilings.
     let ceilings = if args.no_ceiling {
         notes.push("The database ceilings were skipped (--no-ceiling).".to_owned());
@@ -223,8 +250,9 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
                 .to_owned(),
         );
     }
-    let report =
+    let mut report =
         CompareReport::new(plan, command_line(), peak, runs, ceilings, hops, notes, started.elapsed().as_secs_f64());
+    report.trace_map = trace_map;
     finish(&out, report)
 }
 
@@ -397,6 +425,34 @@ async fn find_peak(setup: &Setup, plan: &Plan, given: Option<&(String, String)>)
     result
 }
 
+/// The hop probes, ours interleaved with the floor's (started here, as a
+/// process of its own, and stopped after); without the floor binary, ours
+/// alone, and the report says so.
+async fn hop_probes(
+    setup: &Setup,
+    plan: &Plan,
+    user: &str,
+    payment: &str,
+    pool: &UserPool,
+    watch: &Watch,
+) -> Result<hops::Hops> {
+    let ids = pool.users.iter().take(50).map(|u| u.id).collect();
+    let d = Duration::from_secs_f64(plan.hop_duration_s);
+    let floor = match crate::floor::FloorProcess::start(&setup.backing.redis).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("hops     no floor to compare with: {e:#}");
+            None
+        }
+    };
+    let addrs = floor.as_ref().map(|f| (f.addrs, f.pid()));
+    let probed = hops::probe(user, payment, addrs, ids, watch, plan.hop_rate, d, plan.hop_rounds).await;
+    if let Some(f) = floor {
+        f.stop().await;
+    }
+    probed
+}
+
 /// One run of one build: start, pool, steps, probes (maybe), memory, stop.
 #[allow(clippy::too_many_arguments)]
 async fn one_run(
@@ -411,7 +467,7 @@ async fn one_run(
 ) -> Result<(RunRecord, Option<hops::Hops>)> {
     let t = start(setup, build, label, url).await?;
     let started_in = t.running.as_ref().map(|r| r.started_in.as_secs_f64());
-    let result = run_steps(plan, build, round, &t, peak, probe_hops).await;
+    let result = run_steps(setup, plan, build, round, &t, peak, probe_hops).await;
     if let Some(r) = t.running {
         r.stop().await;
     }
@@ -421,6 +477,7 @@ async fn one_run(
 }
 
 async fn run_steps(
+    setup: &Setup,
     plan: &Plan,
     build: Build,
     round: usize,
@@ -435,6 +492,7 @@ async fn run_steps(
         + peak * per_step * mix.place_share()
         + peak * plan.place_level * (plan.warmup_s + plan.place_duration_s)
         + 2.0 * peak * (plan.warmup_s + plan.place_peak_duration_s);
+    let open_orders = open_orders + overload::orders(plan, peak, mix.place_share());
     let (pool, catalog) = setup_pool(&target, plan, open_orders).await?;
     let name = build.name();
     let mut steps: Vec<StepResult> = Vec::new();
@@ -465,13 +523,14 @@ async fn run_steps(
     let config = step_config(plan, &t.base_url, build, label, model, place_only, plan.place_peak_duration_s);
     steps.push(measured_step(&target, &pool, &catalog, &config, &t.watch, "place_peak").await?);
 
+    // Past the peak: shedding, recovery and the login throttle (overload.md).
+    let overloaded = overload::run(&target, &pool, &catalog, &t.watch, plan, build, peak).await?;
+    let out = setup.log_dir.parent().unwrap_or(&setup.log_dir);
+    overload::write(out, &format!("run{}-{name}", round + 1), build, &overloaded)?;
+
     let hops = match (&t.running, probe_hops) {
         (Some(r), true) => match (r.internal_url(Service::User), r.internal_url(Service::Payment)) {
-            (Some(user), Some(payment)) => {
-                let ids = pool.users.iter().take(50).map(|u| u.id).collect();
-                let d = Duration::from_secs_f64(plan.hop_duration_s);
-                Some(hops::probe(&user, &payment, ids, &t.watch, plan.hop_rate, d).await?)
-            }
+            (Some(user), Some(payment)) => Some(hop_probes(setup, plan, &user, &payment, &pool, &t.watch).await?),
             _ => None,
         },
         _ => None,

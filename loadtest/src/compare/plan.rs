@@ -36,7 +36,18 @@ pub struct Plan {
     pub setup_users: usize,
     pub ceiling: CeilingConfig,
     pub hop_rate: f64,
+    /// Seconds of each probe against ours; the floor gets as many, interleaved.
     pub hop_duration_s: f64,
+    /// Rounds the probes are interleaved in (ours, floor, ours, floor, ...).
+    #[serde(default = "one")]
+    pub hop_rounds: usize,
+    /// Run each build once more with spans exported, for the trace map.
+    #[serde(default)]
+    pub trace_map: bool,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Seconds we expect for what is not load: starting a build (migrations,
@@ -67,6 +78,8 @@ impl Plan {
             ceiling: CeilingConfig { duration_s: 8.0, bisect: 3, sweep_clients: true },
             hop_rate: 200.0,
             hop_duration_s: 8.0,
+            hop_rounds: 4,
+            trace_map: true,
         }
     }
 
@@ -87,7 +100,9 @@ impl Plan {
             setup_users: 40,
             ceiling: CeilingConfig { duration_s: 5.0, bisect: 0, sweep_clients: false },
             hop_rate: 200.0,
-            hop_duration_s: 3.0,
+            hop_duration_s: 4.0,
+            hop_rounds: 2,
+            trace_map: true,
         }
     }
 
@@ -125,7 +140,28 @@ impl Plan {
                 ),
                 runs as f64 * per_run,
             ),
-            (format!("hop probes: 3 × {:.0} s", self.hop_duration_s), 3.0 * (1.0 + self.hop_duration_s)),
+            (
+                format!(
+                    "hop probes: 3 × {:.0} s, and as long against the floor, in {} interleaved round(s)",
+                    self.hop_duration_s, self.hop_rounds
+                ),
+                6.0 * (1.0 + self.hop_duration_s),
+            ),
+            (
+                format!(
+                    "trace map: each build once more, {} traced mix step(s) × {:.0} s",
+                    if self.trace_map { super::tracemap::LEVELS.len() } else { 0 },
+                    self.duration_s
+                ),
+                if self.trace_map {
+                    2.0 * (START_S
+                        + SETUP_S
+                        + super::tracemap::LEVELS.len() as f64 * (self.warmup_s + self.duration_s)
+                        + STOP_S)
+                } else {
+                    0.0
+                },
+            ),
             (
                 format!("database ceilings: pgbench {:.0} s × {}", c.duration_s, 2 * c.clients().len() + c.bisect),
                 CEILING_PREP_S + (2 * c.clients().len() + c.bisect) as f64 * (c.duration_s + 1.0),

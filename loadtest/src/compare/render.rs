@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::{
     ceiling::Ceilings,
-    hops::Hops,
+    hops::{CHARGE, Hops, LOOKUP, Probe},
     launch::Build,
     math::{self, SLO_P99_US, Spread},
     plan::fmt_minutes,
@@ -154,26 +154,53 @@ fn ceiling_table(c: &Ceilings) -> Table {
     t
 }
 
-fn hops_table(h: &Hops) -> Table {
-    let mut t = Table {
-        headers: ["call", "calls", "errors", "p50", "p90", "p99", "callee", "callee CPU per call"]
-            .map(String::from)
-            .to_vec(),
-        rows: Vec::new(),
-    };
-    for p in &h.probes {
-        t.rows.push(vec![
+/// A ratio to the floor, `2.31×` (or `–`).
+fn times(r: f64) -> String {
+    if r.is_finite() { format!("{r:.2}×") } else { "–".to_owned() }
+}
+
+/// Each call against ours, then against its floor and the ratio, when a floor was probed.
+pub fn hops_table(h: &Hops) -> Table {
+    let mut t = Table::new(&["call", "answered by", "calls", "errors", "p50", "p90", "p99", "callee CPU per call"]);
+    let row = |p: &Probe, who: String| {
+        vec![
             p.name.clone(),
+            who,
             p.calls.to_string(),
             p.errors.to_string(),
             fmt_us(p.p50_us as f64),
             fmt_us(p.p90_us as f64),
             fmt_us(p.p99_us as f64),
-            p.callee.clone(),
             fmt_us(p.callee_cpu_us),
-        ]);
+        ]
+    };
+    for p in &h.probes {
+        t.rows.push(row(p, p.callee.clone()));
+        if let (Some(f), Some(r)) = (p.floor.as_deref(), p.floor_ratios()) {
+            t.rows.push(row(f, format!("floor: {}", floor_kind(&p.name))));
+            let p90 = p.p90_us as f64 / f.p90_us.max(1) as f64;
+            t.rows.push(vec![
+                p.name.clone(),
+                "ours / floor".to_owned(),
+                String::new(),
+                String::new(),
+                times(r.p50),
+                times(p90),
+                times(r.p99),
+                times(r.callee_cpu),
+            ]);
+        }
     }
     t
+}
+
+/// What answers a call at the floor.
+pub fn floor_kind(call: &str) -> &'static str {
+    match call {
+        LOOKUP => "bare axum + Redis GET",
+        CHARGE => "bare tonic, no transaction",
+        _ => "bare tonic",
+    }
 }
 
 fn machine_text(r: &CompareReport) -> String {
@@ -281,9 +308,23 @@ pub fn document(r: &CompareReport) -> Document {
         ceiling.table(ceiling_table(c));
         doc.push(ceiling);
     }
+    if let Some(map) = &r.trace_map {
+        doc.push(super::mapview::section(map, &r.runs));
+    }
     if let Some(hp) = &r.hops {
         let mut hops = Section::new(format!("Hop probes ({:.0}/s, {:.0} s each)", hp.rate, hp.duration_s));
         hops.table(hops_table(hp));
+        if hp.probes.iter().any(|p| p.floor.is_some()) {
+            hops.paragraph(format!(
+                "The floor is a process of its own (`loadtest-floor`): a bare tonic server (tonic-health and the \
+                 generated Payments server answering without a transaction) and a bare axum server (one Redis GET \
+                 per lookup), with the services' runtime settings and none of their layers. Ours and the floor \
+                 were probed interleaved, in {} round(s) of {:.1} s each. Charge's ratio is what its transaction \
+                 adds, not overhead.",
+                hp.rounds,
+                hp.duration_s / hp.rounds.max(1) as f64
+            ));
+        }
         doc.push(hops);
     }
     let mut method = Section::new("Method and plan");

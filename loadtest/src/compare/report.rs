@@ -20,6 +20,7 @@ use super::{
     math::{self, SLO_P99_US, Spread},
     plan::Plan,
     procs::OTHER,
+    tracemap::TraceMap,
 };
 use crate::{check::CheckReport, report::fmt_rps, shop::PLACE, stats::fmt_us, step::StepResult};
 
@@ -216,6 +217,9 @@ pub struct CompareReport {
     pub runs: Vec<RunRecord>,
     pub ceilings: Option<Ceilings>,
     pub hops: Option<Hops>,
+    /// Where a placed order's time goes, from the services' spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_map: Option<TraceMap>,
     pub headline: Headline,
     pub notes: Vec<String>,
 }
@@ -289,6 +293,7 @@ impl CompareReport {
             runs,
             ceilings,
             hops,
+            trace_map: None,
             notes,
         }
     }
@@ -378,13 +383,24 @@ impl CompareReport {
                 .probes
                 .iter()
                 .map(|p| {
-                    format!(
+                    let mut text = format!(
                         "{} p50 {} ({} CPU of {} per call)",
                         p.name,
                         us(p.p50_us as f64),
                         us(p.callee_cpu_us),
                         p.callee
-                    )
+                    );
+                    if let (Some(f), Some(r)) = (p.floor.as_deref(), p.floor_ratios()) {
+                        let _ = write!(
+                            text,
+                            " = **{:.2}× the floor's CPU** ({}), p50 {:.2}×, p99 {:.2}×",
+                            r.callee_cpu,
+                            us(f.callee_cpu_us),
+                            r.p50,
+                            r.p99
+                        );
+                    }
+                    text
                 })
                 .collect();
             let _ = write!(hop, "; probed directly at {:.0}/s: {}", hops.rate, probes.join(", "));
