@@ -226,6 +226,8 @@ pub struct Plan {
     pub env_all: BTreeMap<String, String>,
     /// Extra environment per service (after `env_all`).
     pub env: BTreeMap<Service, BTreeMap<String, String>>,
+    /// Extra environment for one process (after its service's).
+    pub process_env: BTreeMap<ProcessId, BTreeMap<String, String>>,
     /// Fresh throwaway databases or named ones.
     pub databases: DatabaseMode,
     /// `EVENTS_NAMESPACE`: `None` gives a unique one, deleted from RabbitMQ at the end.
@@ -248,8 +250,6 @@ pub struct Plan {
     /// How long a stopping process may drain before SIGKILL.
     pub drain: Duration,
     /// How long a process may take to become ready.
-    /// Extra environment for one process (after its service's).
-    pub process_env: BTreeMap<ProcessId, BTreeMap<String, String>>,
     pub ready_timeout: Duration,
     /// Directory with `jwt-private.pem` and `jwt-public.pem` (default: the repository's `dev/keys`).
     pub keys_dir: PathBuf,
@@ -284,6 +284,7 @@ impl Plan {
             backing: Backing::default(),
             env_all: BTreeMap::new(),
             env: BTreeMap::new(),
+            process_env: BTreeMap::new(),
             databases: DatabaseMode::Fresh { keep: false },
             events_namespace: None,
             ports: PortChoice::Free,
@@ -306,7 +307,6 @@ impl Plan {
     }
 
     /// Where the binaries are.
-            process_env: BTreeMap::new(),
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = dir.into();
         self
