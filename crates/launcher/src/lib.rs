@@ -63,6 +63,7 @@
 //! - [`edge`]: the edge's routes and upstreams with replicas, and the internal balancer's.
 //! - [`nginx`]: one nginx instance: prefix, reloads that wait for in-flight requests, kill.
 //! - [`readiness`]: waiting for `/readyz` and for the edge.
+//! - [`prometheus`]: the processes as Prometheus's file-based service discovery.
 //! - [`prereq`]: finding (and, for the binary, installing) nginx and iptables.
 //! - [`system`]: the running system and its run-time control.
 //!
@@ -81,6 +82,7 @@ pub mod plan;
 pub mod ports;
 pub mod prereq;
 pub mod processes;
+pub mod prometheus;
 pub mod readiness;
 pub mod supervisor;
 pub mod system;

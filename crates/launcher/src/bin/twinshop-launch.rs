@@ -85,6 +85,11 @@ struct Args {
     /// Build the release binaries first (`cargo build --release --bins` in the repository).
     #[arg(long)]
     build: bool,
+    /// Where to list the started processes for Prometheus (file-based
+    /// service discovery; `scripts/prometheus` reads it), removed at the end.
+    /// Default: target/prometheus/twinshop.json in the repository.
+    #[arg(long)]
+    prometheus_targets: Option<PathBuf>,
 }
 
 /// This build's identity, read here (in the binary's own crate) so that
@@ -219,12 +224,18 @@ async fn run(args: Args) -> Result<()> {
             &format!("{} pid {:?} on {}:{}/{}{ns}", p.id, p.pid, p.address, p.http_port, p.internal_port),
         );
     }
+    let targets = args.prometheus_targets.clone().unwrap_or_else(|| root.join("target/prometheus/twinshop.json"));
+    match twinshop_launcher::prometheus::write_file_sd(&targets, build, &system.processes()) {
+        Ok(()) => logs.line("launch", &format!("Prometheus targets in {} (scripts/prometheus)", targets.display())),
+        Err(e) => logs.line("launch", &format!("could not write {}: {e}", targets.display())),
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     say("stopping (each process drains first)...");
+    let _ = std::fs::remove_file(&targets);
     let report = system.stop().await?;
     for problem in &report.problems {
         logs.line("launch", &format!("cleanup: {problem}"));
