@@ -1,7 +1,8 @@
 //! `main` of every twinshop binary: the subcommands (serve, `migrate`,
 //! `healthcheck`), the build's identity (`--version`, the first log line,
 //! the `build_info` metric), configuration before anything else (exit 64 on
-//! a bad variable), telemetry set up first and flushed last, the drain on
+//! a bad variable; its fingerprint as the `config_info` metric), telemetry
+//! set up first and flushed last, the drain on
 //! SIGTERM/SIGINT, and the exit code.
 
 use std::process::ExitCode;
@@ -47,8 +48,10 @@ async fn run(process: &'static Process, build: BuildInfo, command: Command) -> E
     let env = Env::load(process, std::env::vars()).unwrap_or_else(|err| config::exit_with(&err));
     let prepared = prepare(process, &env).unwrap_or_else(|err| config::exit_with(&err));
     let telemetry = env.telemetry.clone();
+    let fingerprint = super::fingerprint::of(process, &env);
     cli::run(process.service, &telemetry, async move {
         metrics::build_info(&build);
+        super::fingerprint::export(&fingerprint);
         match command {
             Command::Migrate => migrate(process, &env).await,
             Command::Serve | Command::Healthcheck => {

@@ -97,6 +97,12 @@ impl Env {
         })
     }
 
+    /// Every variable the process was started with (what
+    /// [`super::fingerprint`] reads; secrets included, so never log it).
+    pub fn vars(&self) -> &[(String, String)] {
+        &self.vars
+    }
+
     /// The process's prefix, e.g. `ORDER_`.
     pub fn prefix(&self) -> &'static str {
         self.prefix

@@ -20,13 +20,15 @@
 //! the monolith keeps the areas' data apart in one database.
 //!
 //! # Layout
-//! [`config`] (what every process reads), [`area`] (an area as a value),
+//! [`config`] (what every process reads), [`fingerprint`] (of what it
+//! read, for drift checks), [`area`] (an area as a value),
 //! [`inprocess`] (events without a broker), [`server`] (building and
 //! running the process), [`cli`] (`main`, the subcommands).
 
 pub mod area;
 pub mod cli;
 pub mod config;
+pub mod fingerprint;
 pub mod inprocess;
 pub mod server;
 
