@@ -91,5 +91,5 @@ pub use cgroups::Limits;
 pub use events::{Event, EventKind, Events, ExitInfo};
 pub use logs::LogTarget;
 pub use plan::{Build, DatabaseMode, Plan, PortChoice, ProcessId, Service};
-pub use supervisor::{Backoff, Phase, ProcessStatus, RestartPolicy};
+pub use supervisor::{Backoff, Phase, ProcessStatus, Respawn, RestartPolicy};
 pub use system::{ProcessInfo, RolloutReport, StopReport, System};

@@ -110,7 +110,17 @@ pub struct ProcessStatus {
 enum Cmd {
     Signal(Signal, oneshot::Sender<std::io::Result<()>>),
     Stop(Duration, oneshot::Sender<Option<ExitInfo>>),
-    Start(Option<PathBuf>, oneshot::Sender<Result<()>>),
+    Start(Respawn, oneshot::Sender<Result<()>>),
+}
+
+/// What a start after a stop may change: the binary (a new release) and
+/// the whole environment (the desired one again, or one changed by hand).
+#[derive(Debug, Clone, Default)]
+pub struct Respawn {
+    /// Another binary; `None`: the same.
+    pub program: Option<PathBuf>,
+    /// Another environment (the whole of it, as [`ProcessSpec::env`]); `None`: the same.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 /// A handle on one supervised process.
@@ -203,7 +213,13 @@ impl Supervisor {
     /// Starts a stopped (or exited) process again, with another binary if
     /// `program` is given (a new release). Returns once it is spawned.
     pub async fn start_again(&self, program: Option<PathBuf>) -> Result<()> {
-        self.ask(|r| Cmd::Start(program, r)).await?
+        self.respawn(Respawn { program, env: None }).await
+    }
+
+    /// Starts a stopped (or exited) process again with what `change` says.
+    /// Returns once it is spawned.
+    pub async fn respawn(&self, change: Respawn) -> Result<()> {
+        self.ask(|r| Cmd::Start(change, r)).await?
     }
 
     /// Waits until it is ready; fails at once if it exits for good first.
@@ -265,8 +281,8 @@ impl Task {
             if !want {
                 match self.rx.recv().await {
                     None => return,
-                    Some(Cmd::Start(program, reply)) => {
-                        self.set_program(program);
+                    Some(Cmd::Start(change, reply)) => {
+                        self.apply(change);
                         want = true;
                         quick_exits = 0;
                         start_reply = Some(reply);
@@ -434,8 +450,8 @@ impl Task {
                             let _ = reply.send(None);
                             break;
                         }
-                        Some(Cmd::Start(program, reply)) => {
-                            self.set_program(program);
+                        Some(Cmd::Start(change, reply)) => {
+                            self.apply(change);
                             start_reply = Some(reply);
                             break;
                         }
@@ -446,8 +462,11 @@ impl Task {
         }
     }
 
-    fn set_program(&mut self, program: Option<PathBuf>) {
-        if let Some(program) = program.filter(|p| *p != self.spec.program) {
+    fn apply(&mut self, change: Respawn) {
+        if let Some(env) = change.env {
+            self.spec.env = env;
+        }
+        if let Some(program) = change.program.filter(|p| *p != self.spec.program) {
             self.emit(EventKind::Replaced { program: program.display().to_string() });
             self.set(|s| s.program = program.clone());
             self.spec.program = program;

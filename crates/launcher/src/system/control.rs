@@ -1,9 +1,10 @@
 //! Control of a running system, per process (service + replica): the
 //! faults of the labs (SIGKILL, SIGSTOP/SIGCONT, cuts between namespaces,
 //! a process cut from a backing service) and the operations of a rollout
-//! (graceful stop, restart, replacement by another binary, taking a replica
-//! out of the edge and putting it back), with the rolling replacement built
-//! from them, as Kubernetes does it with an endpoints controller.
+//! (graceful stop, restart, replacement by another binary or with a
+//! configuration changed by hand, taking a replica out of the edge and
+//! putting it back), with the rolling replacement built from them, as
+//! Kubernetes does it with an endpoints controller.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,6 +19,7 @@ use crate::{
     netns::Namespace,
     plan::{ProcessId, Service},
     processes::Signal,
+    supervisor::Respawn,
 };
 
 /// One replica's replacement, timed.
@@ -105,10 +107,33 @@ impl System {
     }
 
     /// Replaces one process by a new one running `program` (a new release;
-    /// `None`: the same binary): out of the edge, SIGTERM and wait for its
-    /// exit, start the replacement, wait until ready, back into the edge.
+    /// `None`: the same binary) with the plan's environment (whatever was
+    /// changed by hand is gone, as in a pod made anew from its template):
+    /// out of the edge, SIGTERM and wait for its exit, start the
+    /// replacement, wait until ready, back into the edge.
     pub async fn replace(&self, id: ProcessId, program: Option<PathBuf>) -> Result<RolloutStep> {
+        self.replace_with(id, program, &[]).await
+    }
+
+    /// [`System::replace`] with `changes` on top of the plan's environment:
+    /// the *pet* path of `lab run rollout`, a process changed by hand
+    /// (another value, or a variable the plan does not set), which only a
+    /// drift check can tell from its siblings. An empty value removes the
+    /// variable.
+    pub async fn replace_with(
+        &self,
+        id: ProcessId,
+        program: Option<PathBuf>,
+        changes: &[(&str, &str)],
+    ) -> Result<RolloutStep> {
         let sup = self.supervisor(id)?;
+        let mut env = self.env(id, false);
+        for (key, value) in changes {
+            env.retain(|(k, _)| k != key);
+            if !value.is_empty() {
+                env.push(((*key).to_owned(), (*value).to_owned()));
+            }
+        }
         let behind_edge = self.edge.is_some();
         let t = Instant::now();
         let out_of_edge = if behind_edge { self.take_out(id).await? } else { Duration::ZERO };
@@ -116,7 +141,7 @@ impl System {
         let exit = sup.stop(self.plan.drain).await?;
         let stop = t.elapsed() - t_out;
         let t_start = Instant::now();
-        sup.start_again(program).await?;
+        sup.respawn(Respawn { program, env: Some(env) }).await?;
         sup.wait_ready(self.plan.ready_timeout).await?;
         let start_to_ready = t_start.elapsed();
         let into_edge = if behind_edge { self.put_back(id).await? } else { Duration::ZERO };
