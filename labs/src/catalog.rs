@@ -23,6 +23,16 @@ pub const LABS: &[Entry] = &[
         claim: "whatever is killed, paused, cut off or slowed, nothing acknowledged is lost and no money is created or destroyed",
     },
     Entry {
+        name: "rollout",
+        seed: "3.1 and 2.1 (and 2.2, factor 9), cattle not pets",
+        claim: "every process replaced by a new release one at a time and rolled back with 0 failed requests; a process changed by hand is found by the drift check and cleared by replacing it",
+    },
+    Entry {
+        name: "twelve-factor",
+        seed: "2.2, the twelve-factor app",
+        claim: "each factor checked against a running build: one row per factor with what was checked, the evidence and pass or fail",
+    },
+    Entry {
         name: "isolation",
         seed: "1.1 and 1.2, monolith vs microservices",
         claim: "a leak or a CPU burn in one area takes the whole monolith down (or slows it), and only that service across processes",
@@ -37,7 +47,9 @@ pub const LABS: &[Entry] = &[
 /// Runs lab `name`.
 pub async fn run(name: &str, args: &LabArgs) -> Result<LabOutcome> {
     match name {
-        "faults" => crate::faults::run(args).await,
+        "faults" => Box::pin(crate::faults::run(args)).await,
+        "rollout" => Box::pin(crate::rollout::run(args)).await,
+        "twelve-factor" => Box::pin(crate::twelve_factor::run(args)).await,
         "isolation" => crate::isolation::run(args).await,
         "cap" => crate::cap::run(args).await,
         other => bail!("no lab named {other:?}; `lab list` shows them"),

@@ -19,6 +19,8 @@
 //! - [`proxy`]: a TCP proxy that can add latency to a link (this kernel has
 //!   no `netem`);
 //! - [`manifests`]: the limits the Kubernetes manifests give each process;
+//! - [`identity`]: a binary's and a running process's release identity
+//!   and config fingerprint;
 //! - [`probe`]: steady requests per endpoint group, availability and p99;
 //! - one module per lab: [`faults`], [`isolation`], [`cap`].
 
@@ -27,6 +29,7 @@ pub mod cap;
 pub mod catalog;
 pub mod common;
 pub mod faults;
+pub mod identity;
 pub mod isolation;
 pub mod manifests;
 pub mod probe;

@@ -89,7 +89,7 @@ pub async fn run(args: &LabArgs) -> Result<LabOutcome> {
                 "full"
             }
         ));
-        runs.push(run_build(build, args).await.with_context(|| format!("the {} run", build.name()))?);
+        runs.push(Box::pin(run_build(build, args)).await.with_context(|| format!("the {} run", build.name()))?);
     }
     let doc = report::document(&runs, args, &started_at, started.elapsed().as_secs_f64());
     let passed = report::passed(&runs, args.self_test);

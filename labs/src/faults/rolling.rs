@@ -13,7 +13,7 @@
 //!   Paused: the retry takes over, and the paused holder, resumed, adds no
 //!   second effect (its writes are fenced by the key's generation).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
 use serde::Serialize;
@@ -21,10 +21,10 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use twinshop_client::{ApiError, Client, OrderItem, Product};
-use twinshop_launcher::{Build, ProcessId, Service, System};
+use twinshop_launcher::{Build, ExitInfo, ProcessId, Service, System, system::RolloutStep};
 use uuid::Uuid;
 
-use super::workload::{self, Outcome, Workload};
+use super::workload::{self, Attempt, History, Outcome, Workload};
 
 /// What the rolling restart measured.
 #[derive(Debug, Clone, Serialize)]
@@ -39,38 +39,60 @@ pub struct Rolling {
     pub failures: Vec<(String, usize)>,
 }
 
-/// Replaces every process, one at a time, under load.
-pub async fn rolling_restart(system: &System, wl: &Workload, rate: f64, seed: u64) -> Result<Rolling> {
-    let services: Vec<Service> = match system.build() {
-        Build::Microservices => vec![Service::User, Service::Payment, Service::Order],
-        Build::Monolith => vec![Service::Monolith],
-    };
-    let stop = CancellationToken::new();
-    let give_up = Instant::now() + Duration::from_secs(600);
-    let before = wl.history.attempts().len();
-    let driver = tokio::spawn(workload::drive(wl.clone(), rate, seed, stop.clone(), give_up));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let started = Instant::now();
-    let mut steps = Vec::new();
-    for service in services {
-        let report =
-            system.rolling_replace(service, None).await.with_context(|| format!("rolling {}", service.name()))?;
-        for step in report.steps {
-            let out = step.out_of_edge + step.stop + step.start_to_ready + step.into_edge;
-            steps.push((step.id.to_string(), out.as_secs_f64()));
+/// One replacement, on the workload history's clock.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replaced {
+    /// `user-1`, ...
+    pub id: String,
+    /// Seconds since the history began: out of the edge ...
+    pub from: f64,
+    /// ... and back in.
+    pub to: f64,
+    /// Spawning the new process until its `/readyz` answered 200.
+    pub start_to_ready_s: f64,
+    /// How the old one ended (`exit 0`, `signal 9`, ...).
+    pub exit: String,
+}
+
+impl Replaced {
+    /// `step` of process `id`, which ran from `from` to `to` on the history's clock.
+    pub fn new(id: ProcessId, from: f64, to: f64, step: &RolloutStep) -> Self {
+        Self {
+            id: id.to_string(),
+            from,
+            to,
+            start_to_ready_s: step.start_to_ready.as_secs_f64(),
+            exit: step.exit.as_ref().map_or_else(|| "not running".into(), ExitInfo::reason),
         }
     }
-    let took_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.cancel();
-    driver.await.context("the workload")?;
-    let attempts = &wl.history.attempts()[before..];
-    let mut failures: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+}
+
+/// Replaces every process of the build, one at a time (service after
+/// service, replica after replica), by the binary of the same name in
+/// `bin_dir` (`None`: the same binary) with the plan's environment, as a
+/// Kubernetes rollout with `maxUnavailable: 0` does.
+pub async fn replace_all(system: &System, bin_dir: Option<&Path>, history: &History) -> Result<Vec<Replaced>> {
+    let mut out = Vec::new();
+    for &service in system.build().services() {
+        let ids: Vec<ProcessId> = system.processes().iter().map(|p| p.id).filter(|id| id.service == service).collect();
+        for id in ids {
+            let program = bin_dir.map(|d| d.join(service.binary()));
+            let from = history.now();
+            let step = system.replace(id, program).await.with_context(|| format!("replacing {id}"))?;
+            out.push(Replaced::new(id, from, history.now(), &step));
+        }
+    }
+    Ok(out)
+}
+
+/// The failed attempts among `attempts`, by what came back: no answer or
+/// a 5xx. A business answer (insufficient funds is a 201; a 409 for a
+/// cancellation of a cancelled order) is no failure of the system.
+pub fn failures(attempts: &[Attempt]) -> BTreeMap<String, usize> {
+    let mut failures = BTreeMap::new();
     for a in attempts {
         let failed = match &a.outcome {
             Outcome::Ok => false,
-            // A business answer (insufficient funds is a 201; a 409 for a
-            // cancellation of a cancelled order) is no failure of the system.
             Outcome::Http(status, _) => *status >= 500,
             Outcome::NoAnswer(_) => true,
         };
@@ -78,6 +100,25 @@ pub async fn rolling_restart(system: &System, wl: &Workload, rate: f64, seed: u6
             *failures.entry(a.outcome.label()).or_default() += 1;
         }
     }
+    failures
+}
+
+/// Replaces every process, one at a time, under load.
+pub async fn rolling_restart(system: &System, wl: &Workload, rate: f64, seed: u64) -> Result<Rolling> {
+    let stop = CancellationToken::new();
+    let give_up = Instant::now() + Duration::from_secs(600);
+    let before = wl.history.attempts().len();
+    let driver = tokio::spawn(workload::drive(wl.clone(), rate, seed, stop.clone(), give_up));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let replaced = replace_all(system, None, &wl.history).await?;
+    let steps = replaced.iter().map(|r| (r.id.clone(), r.to - r.from)).collect();
+    let took_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    driver.await.context("the workload")?;
+    let attempts = &wl.history.attempts()[before..];
+    let failures = failures(attempts);
     let failed = failures.values().sum();
     Ok(Rolling { steps, took_s, requests: attempts.len(), failed, failures: failures.into_iter().collect() })
 }
