@@ -6,14 +6,18 @@
 //! Why it exists: every test starts either build the way `make run` and the
 //! labs do (so a test's `kill -9` is a lab's), and talks to it the way any
 //! client would; what is left here is only what several tests need.
-//! [`openapi`] holds what the conformance runs saw to the OpenAPI document.
+//! [`openapi`] holds what the conformance runs saw to the OpenAPI document;
+//! [`dashboard`] and [`prometheus`] are the dashboards test's: the committed
+//! Grafana dashboard's queries, and Debian's Prometheus scraping a build.
 //!
 //! The binaries are the workspace's debug builds in `target/debug`; build
 //! them first: `cargo build --bins -p twinshop-user -p twinshop-payment
 //! -p twinshop-order -p twinshop-monolith`. Each process's log is in
 //! `target/e2e-logs/<test>-<pid>/`, kept when a test fails.
 
+pub mod dashboard;
 pub mod openapi;
+pub mod prometheus;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
