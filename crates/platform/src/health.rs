@@ -1,5 +1,5 @@
-//! `/livez`, `/readyz` and `/metrics`: the operational endpoints served on
-//! every process's internal port.
+//! `/livez` and `/readyz`: the health endpoints served on every process's
+//! internal port (next to `/metrics`, see [`crate::metrics::router`]).
 //!
 //! Readiness checks only the process's *own* dependencies (docs/design.md §4):
 //! a critical one (its database) down → 503; a degradable one (Redis,
@@ -113,7 +113,6 @@ pub fn router(health: Health) -> Router {
     Router::new()
         .route("/livez", get(|| async { Json(serde_json::json!({ "status": "alive" })) }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { metrics::render() }))
         .with_state(health)
 }
 

@@ -135,6 +135,8 @@ impl Host {
         let (mut public, mut internal) = (Router::new(), Router::new());
         let (mut probes, mut consumers, mut tasks, mut relays_of) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut pools = Vec::new();
+        // Each area's pool with the area's name, for /metrics.
+        let mut area_pools = Vec::new();
         for i in assembly_order(process)? {
             let spec = process.areas[i];
             let target = target(process, &env, spec);
@@ -167,9 +169,13 @@ impl Host {
             consumers.extend(area.consumers);
             tasks.extend(area.tasks);
             relays_of.push((spec.name(), pool.clone(), target));
+            area_pools.push((spec.name(), pool.clone()));
             pools.push(pool);
         }
 
+        for (_, handler) in &consumers {
+            crate::metrics::consumer(handler.consumer());
+        }
         // Events: through the broker, or in-process to the same handlers.
         let topology = Topology::new(&env.platform.events_namespace);
         let (publisher, amqp, consumers): (Arc<dyn Publisher>, _, _) = match &env.network {
@@ -203,6 +209,7 @@ impl Host {
         if let Some(faults) = faults {
             internal = internal.merge(faults::router(faults));
         }
+        internal = internal.merge(crate::metrics::router(crate::metrics::Scrape::new(area_pools)));
         let ops = stack::apply(internal, timeout);
         let internal_router = if grpc.is_empty() { ops } else { with_grpc(ops, grpc).await? };
 
