@@ -33,13 +33,19 @@ pub enum ErrorCode {
     AddressRequired,
     PaymentUnavailable,
     DependencyUnavailable,
+    /// A client asked for too much of something expensive (logins for one
+    /// account); answered with `Retry-After`.
+    TooManyRequests,
+    /// The process is at its bound of requests in flight
+    /// ([`crate::http::shed`]); answered at once with `Retry-After`.
+    Overloaded,
     /// Anything unexpected. Never carries detail to the client.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the table's order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::ValidationFailed,
         Self::MalformedJson,
         Self::Unauthorized,
@@ -56,6 +62,8 @@ impl ErrorCode {
         Self::AddressRequired,
         Self::PaymentUnavailable,
         Self::DependencyUnavailable,
+        Self::TooManyRequests,
+        Self::Overloaded,
         Self::Internal,
     ];
 
@@ -81,6 +89,10 @@ impl ErrorCode {
             Self::AddressRequired => ("address_required", 422, "Shipping address required", G::FailedPrecondition),
             Self::PaymentUnavailable => ("payment_unavailable", 503, "Payment unavailable", G::Unavailable),
             Self::DependencyUnavailable => ("dependency_unavailable", 503, "Dependency unavailable", G::Unavailable),
+            // google.rpc.Code's own pairs: RESOURCE_EXHAUSTED is HTTP 429,
+            // UNAVAILABLE is 503 (retry later, nothing was done).
+            Self::TooManyRequests => ("too_many_requests", 429, "Too many requests", G::ResourceExhausted),
+            Self::Overloaded => ("overloaded", 503, "Overloaded", G::Unavailable),
             Self::Internal => ("internal_error", 500, "Internal server error", G::Internal),
         }
     }
@@ -102,13 +114,16 @@ impl ErrorCode {
     }
 }
 
-/// An API error on its way out: a code, an optional safe detail, and for
-/// `validation_failed` the field list.
+/// An API error on its way out: a code, an optional safe detail, for
+/// `validation_failed` the field list, and for a refusal that says when to
+/// come back (`too_many_requests`, `overloaded`) the `Retry-After` seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub code: ErrorCode,
     pub detail: Option<String>,
     pub errors: Vec<FieldError>,
+    /// `Retry-After` in whole seconds (at least 1), sent as a header.
+    pub retry_after: Option<u64>,
 }
 
 /// The response extension that carries the error code to the metrics layer.
@@ -130,7 +145,7 @@ struct Body<'a> {
 
 impl Problem {
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, detail: None, errors: Vec::new() }
+        Self { code, detail: None, errors: Vec::new(), retry_after: None }
     }
 
     /// A client-safe sentence. Never pass an error's `to_string()` here.
@@ -144,7 +159,16 @@ impl Problem {
             code: ErrorCode::ValidationFailed,
             detail: Some("One or more fields are invalid.".into()),
             errors: errors.into_vec(),
+            retry_after: None,
         }
+    }
+
+    /// Says when to try again: `Retry-After` in whole seconds, rounded up,
+    /// at least 1 (RFC 9110 §10.2.3, the delay-seconds form).
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// A single-field validation problem.
@@ -185,6 +209,9 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut res = (self.code.status(), self.to_json()).into_response();
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res.extensions_mut().insert(ProblemCode(self.code.as_str()));
         res
     }
@@ -239,7 +266,9 @@ mod tests {
                 ErrorCode::AddressRequired => 13,
                 ErrorCode::PaymentUnavailable => 14,
                 ErrorCode::DependencyUnavailable => 15,
-                ErrorCode::Internal => 16,
+                ErrorCode::TooManyRequests => 16,
+                ErrorCode::Overloaded => 17,
+                ErrorCode::Internal => 18,
             };
             assert_eq!(i, position, "{code:?}");
         }
@@ -257,6 +286,23 @@ mod tests {
             serde_json::from_str(&Problem::new(ErrorCode::EmailTaken).to_json()).expect("json");
         assert_eq!(json["status"], 409);
         assert!(json.get("errors").is_none());
+    }
+
+    #[test]
+    fn a_refusal_says_when_to_come_back_in_whole_seconds() {
+        use std::time::Duration;
+        let header = |p: Problem| {
+            let res = p.into_response();
+            res.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap_or("").to_owned())
+        };
+        let p = Problem::new(ErrorCode::TooManyRequests);
+        assert_eq!(header(p.clone().with_retry_after(Duration::from_millis(1500))).as_deref(), Some("2"));
+        assert_eq!(header(p.clone().with_retry_after(Duration::ZERO)).as_deref(), Some("1"));
+        assert_eq!(header(p.clone().with_retry_after(Duration::from_secs(60))).as_deref(), Some("60"));
+        assert_eq!(header(p), None);
+        assert_eq!(ErrorCode::TooManyRequests.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ErrorCode::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ErrorCode::Overloaded.grpc_code(), tonic::Code::Unavailable);
     }
 
     #[test]

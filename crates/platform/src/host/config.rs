@@ -11,6 +11,8 @@
 //! | `DATABASE_URL` | required | Postgres URL (secret); several areas in one process get a schema each |
 //! | `DB_MAX_CONNECTIONS` | per binary | pool size of each area |
 //! | `REQUEST_TIMEOUT_MS` | `10000` | per-request timeout of both ports |
+//! | `MAX_IN_FLIGHT` | 8 per core | requests at once on the public port; beyond, a short queue for bursts, then `503 overloaded` ([`crate::http::shed`]) |
+//! | `INTERNAL_MAX_IN_FLIGHT` | 16 per core | likewise for the internal contracts (never the probes) |
 //! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
 //! | `FAULTS_ENABLED` | `false` | serve the labs' fault flags on the internal port (`platform::faults`); never in a deployment |
 //! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
@@ -42,6 +44,10 @@ pub struct ProcessConfig {
     pub db_max_connections: Option<u32>,
     #[serde(default = "default_timeout")]
     pub request_timeout_ms: u64,
+    /// `None`: [`PUBLIC_IN_FLIGHT_PER_CORE`] per core.
+    pub max_in_flight: Option<usize>,
+    /// `None`: [`INTERNAL_IN_FLIGHT_PER_CORE`] per core.
+    pub internal_max_in_flight: Option<usize>,
     #[serde(default)]
     pub migrate_on_start: bool,
     /// Serve fault flags on the internal port (labs only).
@@ -55,6 +61,26 @@ fn default_bind() -> IpAddr {
 
 fn default_timeout() -> u64 {
     10_000
+}
+
+/// The public port's default bound on requests in flight, per core the
+/// process may use (`std::thread::available_parallelism`, which honours a
+/// container's CPU quota). Under overload every permit is taken, so the
+/// bound is what the requests served queue behind: by Little's law, the
+/// monolith's throughput at the SLO on 2 cores (799 rps,
+/// docs/loadtest/2026-11-25) times the SLO (p99 25 ms) is about 20
+/// requests; 16 keeps the wait under it. A burst beyond the bound (fifty
+/// orders at once) waits in the queue instead of being refused
+/// ([`crate::http::shed`]).
+pub const PUBLIC_IN_FLIGHT_PER_CORE: usize = 8;
+
+/// The internal port's: twice the public one, so the peers' calls of one
+/// busy caller (each request it admits makes at most one call at a time)
+/// are never the ones refused, with room for a second caller replica.
+pub const INTERNAL_IN_FLIGHT_PER_CORE: usize = 2 * PUBLIC_IN_FLIGHT_PER_CORE;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// What only the network transport needs.
@@ -81,7 +107,18 @@ impl Env {
     /// Reads the common settings of `process` from `vars`.
     pub fn load(process: &Process, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
-        let common = config::from_vars(process.prefix, vars.clone())?;
+        let common: ProcessConfig = config::from_vars(process.prefix, vars.clone())?;
+        for (name, bound) in
+            [("MAX_IN_FLIGHT", common.max_in_flight), ("INTERNAL_MAX_IN_FLIGHT", common.internal_max_in_flight)]
+        {
+            if bound == Some(0) {
+                let variable = format!("{}{name}", process.prefix);
+                return Err(ConfigError {
+                    variable,
+                    problem: "must be at least 1 (unset: derived from the cores)".into(),
+                });
+            }
+        }
         let network = match process.transport {
             super::Transport::Network => Some(config::from_vars(process.prefix, vars.clone())?),
             super::Transport::InProcess => None,
@@ -130,6 +167,15 @@ impl Env {
     /// The per-request timeout of both ports.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.process.request_timeout_ms)
+    }
+
+    /// `(public, internal)`: the bounds on requests in flight, configured
+    /// or derived from the cores.
+    pub fn max_in_flight(&self) -> (usize, usize) {
+        (
+            self.process.max_in_flight.unwrap_or(PUBLIC_IN_FLIGHT_PER_CORE * cores()),
+            self.process.internal_max_in_flight.unwrap_or(INTERNAL_IN_FLIGHT_PER_CORE * cores()),
+        )
     }
 
     /// A peer's address: `{prefix}{variable}`.

@@ -20,7 +20,7 @@ use crate::{
     db::{self, DbTarget},
     faults::{self, Faults},
     health::{self, Health, PostgresProbe, Probe},
-    http::{auth::JwtVerifier, server, stack},
+    http::{auth::JwtVerifier, server, shed::InFlightLimit, stack},
     inbox::EventHandler,
     links::AddGrpc,
     outbox::{Publisher, Relay, RelaySettings},
@@ -203,15 +203,19 @@ impl Host {
             .collect();
 
         let timeout = env.request_timeout();
+        // The public API and the internal contracts are bounded, each port
+        // on its own (a flood of public requests never refuses a peer's
+        // call); the probes, metrics and fault flags never are.
+        let limits = Limits::of(&env);
         let health = Health::new(probes, shutdown.clone());
         let (link_routes, grpc) = std::mem::take(&mut links.internal).into_parts();
-        let mut internal = health::router(health).merge(internal).merge(link_routes);
+        let mut internal = health::router(health).merge(limits.internal.http(internal.merge(link_routes)));
         if let Some(faults) = faults {
             internal = internal.merge(faults::router(faults));
         }
         internal = internal.merge(crate::metrics::router(crate::metrics::Scrape::new(area_pools)));
         let ops = stack::apply(internal, timeout);
-        let internal_router = if grpc.is_empty() { ops } else { with_grpc(ops, grpc).await? };
+        let internal_router = if grpc.is_empty() { ops } else { with_grpc(ops, grpc, &limits.internal).await? };
 
         let bind = |port| SocketAddr::new(env.process.bind_address, port);
         let (public_port, internal_port) = env.ports(process);
@@ -219,7 +223,7 @@ impl Host {
             service: process.service,
             public: server::bind(bind(public_port)).await.context("binding the public port")?,
             internal: server::bind(bind(internal_port)).await.context("binding the internal port")?,
-            public_router: stack::apply(public.layer(axum::Extension(verifier)), timeout),
+            public_router: stack::apply(limits.public.http(public.layer(axum::Extension(verifier))), timeout),
             internal_router,
             relays,
             consumers,
@@ -294,9 +298,25 @@ pub(crate) fn prepare(process: &Process, env: &Env) -> Result<Vec<Option<Prepare
     process.areas.iter().map(|area| area.prepare(env).map(Some)).collect()
 }
 
-/// Adds the gRPC services, with gRPC health (each reported serving) and
-/// reflection, to the internal port's router.
-async fn with_grpc(ops: Router, grpc: Vec<(&'static str, AddGrpc)>) -> anyhow::Result<Router> {
+/// The bounds on requests in flight of a process's two ports.
+struct Limits {
+    public: InFlightLimit,
+    internal: InFlightLimit,
+}
+
+impl Limits {
+    fn of(env: &Env) -> Self {
+        let (public, internal) = env.max_in_flight();
+        tracing::debug!(public, internal, "bounds on requests in flight");
+        Self { public: InFlightLimit::new("public", public), internal: InFlightLimit::new("internal", internal) }
+    }
+}
+
+/// Adds the gRPC services, bounded by `limit`, with gRPC health (each
+/// reported serving) and reflection (never bounded), to the internal port's
+/// router.
+async fn with_grpc(ops: Router, grpc: Vec<(&'static str, AddGrpc)>, limit: &InFlightLimit) -> anyhow::Result<Router> {
+    let mut contracts = tonic::service::Routes::from(Router::new());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -306,9 +326,9 @@ async fn with_grpc(ops: Router, grpc: Vec<(&'static str, AddGrpc)>) -> anyhow::R
     let mut routes = tonic::service::Routes::from(ops).add_service(health_service).add_service(reflection);
     for (name, add) in grpc {
         reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
-        routes = add(routes);
+        contracts = add(contracts);
     }
-    Ok(routes.into_axum_router())
+    Ok(routes.into_axum_router().merge(limit.grpc(contracts.into_axum_router())))
 }
 
 /// Probe names are `&'static str`; a process has a handful, made once.

@@ -7,9 +7,12 @@
 //! - [`json`]: the JSON body extractor and the field reader that turns a
 //!   request body into per-field `validation_failed` entries;
 //! - [`auth`]: EdDSA JWT verification and the `Authenticated` extractor;
-//! - [`server`]: binding and serving with graceful shutdown.
+//! - [`server`]: binding and serving with graceful shutdown;
+//! - [`shed`]: the bound on requests in flight per port, and the fast
+//!   `503 overloaded` beyond it.
 
 pub mod auth;
 pub mod json;
 pub mod server;
+pub mod shed;
 pub mod stack;
