@@ -18,8 +18,9 @@ use twinshop_platform::{
 
 use crate::{
     app::{
-        UserService,
+        LOGIN_ATTEMPTS, LOGIN_REFILL, UserService,
         passwords::PasswordHasher,
+        throttle::LoginThrottle,
         tokens::{JwtIssuerConfig, TokenIssuer},
     },
     cache::{self, MAX_TTL, RedisUserCache},
@@ -38,6 +39,8 @@ use crate::{
 /// | `REDIS_URL` | required | the lookup cache (secret) |
 /// | `CACHE_TTL_SECS` | `60` | lookup cache TTL, 1–60: bounds how stale a lookup can be |
 /// | `HASH_CONCURRENCY` | `0` (= cores) | password hashes at once |
+/// | `LOGIN_ATTEMPTS` | `10` | failed logins per account before `429 too_many_requests` |
+/// | `LOGIN_REFILL_SECS` | `60` | then one more attempt per account every so many seconds |
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserSettings {
     pub redis_url: Secret<String>,
@@ -45,10 +48,22 @@ pub struct UserSettings {
     pub cache_ttl_secs: u64,
     #[serde(default)]
     pub hash_concurrency: usize,
+    #[serde(default = "default_login_attempts")]
+    pub login_attempts: u32,
+    #[serde(default = "default_login_refill")]
+    pub login_refill_secs: u64,
 }
 
 fn default_ttl() -> u64 {
     60
+}
+
+fn default_login_attempts() -> u32 {
+    LOGIN_ATTEMPTS
+}
+
+fn default_login_refill() -> u64 {
+    LOGIN_REFILL.as_secs()
 }
 
 /// What the user area reads.
@@ -60,6 +75,16 @@ pub struct Settings {
 
 fn settings(env: &Env) -> Result<Settings, ConfigError> {
     let user: UserSettings = env.read()?;
+    for (name, value) in
+        [("LOGIN_ATTEMPTS", u64::from(user.login_attempts)), ("LOGIN_REFILL_SECS", user.login_refill_secs)]
+    {
+        if value == 0 {
+            return Err(ConfigError {
+                variable: format!("{}{name}", env.prefix()),
+                problem: "must be at least 1".into(),
+            });
+        }
+    }
     if user.cache_ttl_secs == 0 || user.cache_ttl_secs > MAX_TTL.as_secs() {
         return Err(ConfigError {
             variable: format!("{}CACHE_TTL_SECS", env.prefix()),
@@ -83,7 +108,8 @@ fn assemble(ctx: &mut AreaContext<'_>, s: Settings) -> anyhow::Result<Area> {
         Arc::new(RedisUserCache::new(redis.clone(), Duration::from_secs(s.user.cache_ttl_secs), "")),
         PasswordHasher::new(s.user.hash_concurrency)?,
         TokenIssuer::from_config(&s.jwt)?,
-    );
+    )
+    .with_login_throttle(LoginThrottle::new(s.user.login_attempts, Duration::from_secs(s.user.login_refill_secs)));
     ctx.provide::<dyn UserLookup>(Arc::new(LookupProvider(users.clone())));
     Ok(Area {
         public: http::public_routes(users.clone()),

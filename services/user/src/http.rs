@@ -51,6 +51,9 @@ impl From<LoginError> for Problem {
     fn from(err: LoginError) -> Self {
         match err {
             LoginError::InvalidCredentials => Problem::new(ErrorCode::InvalidCredentials),
+            LoginError::Throttled(retry_after) => Problem::new(ErrorCode::TooManyRequests)
+                .with_detail("Too many failed login attempts for this account; try again later.")
+                .with_retry_after(retry_after),
             LoginError::Unexpected(e) => problem::internal(&e),
         }
     }

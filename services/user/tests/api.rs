@@ -447,3 +447,76 @@ async fn the_black_box_client_signs_up_reads_and_updates_the_profile_and_looks_t
     assert_eq!(directory.user(uuid::Uuid::now_v7()).await.expect("a lookup"), None, "unknown is None, not an error");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn after_ten_failed_logins_an_account_is_throttled_with_retry_after_even_for_the_right_password() {
+    let app = spawn_app().await;
+    app.register("kim@example.com").await;
+    app.register("lee@example.com").await;
+    let shop = &app;
+    let attempt = move |email: &'static str, password: &'static str| {
+        let body = json!({"email": email, "password": password});
+        async move { shop.post("/v1/sessions", &body).await }
+    };
+    for _ in 0..twinshop_user::app::LOGIN_ATTEMPTS {
+        assert_problem(attempt("kim@example.com", "not the password").await, 401, "invalid_credentials");
+    }
+    for password in ["not the password", "correct horse battery"] {
+        let res = attempt("KIM@example.com", password).await;
+        let retry_after: u64 = res.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After seconds");
+        assert!((1..=60).contains(&retry_after), "one more attempt a minute: {retry_after}");
+        let body = assert_problem(res, 429, "too_many_requests");
+        assert_eq!(body["title"], "Too many requests");
+    }
+    app.login("lee@example.com").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn successful_logins_are_never_throttled() {
+    let app = spawn_app().await;
+    app.register("kim@example.com").await;
+    for _ in 0..2 * twinshop_user::app::LOGIN_ATTEMPTS {
+        app.login("kim@example.com").await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn beyond_the_bound_and_its_queue_requests_are_refused_at_once_with_overloaded_and_probes_still_answer() {
+    // One request in flight, four waiting; every request takes 600 ms (the
+    // latency fault), so eight sent at once leave three with no place.
+    let vars = [("USER_MAX_IN_FLIGHT", "1"), ("USER_FAULTS_ENABLED", "true")];
+    let app = support::spawn_app_with_vars(Outage::default(), &vars).await;
+    let inside = app.internal_client();
+    let set = inside
+        .request(twinshop_client::Method::PUT, "/faults/user")
+        .json(&json!({"latency_ms": 600}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(set.status(), 200);
+
+    let started = std::time::Instant::now();
+    let flood = futures_util::future::join_all((0..8).map(|_| app.client.get("/v1/users/me").send()));
+    let probe = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        inside.get("/livez").send().await.expect("answer").status()
+    };
+    let (answers, livez) = tokio::join!(flood, probe);
+    assert_eq!(livez, 200, "probes are never bounded, not even at the bound");
+    let mut refused = 0;
+    for res in answers {
+        let res = res.expect("answer");
+        if res.status() == 503 {
+            refused += 1;
+            assert_eq!(res.header("retry-after"), Some("1"));
+            assert_problem(res, 503, "overloaded");
+        } else {
+            assert_problem(res, 401, "unauthorized");
+        }
+    }
+    assert_eq!(refused, 3, "one served at once, four after waiting, three refused");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(5 * 600), "the queued ones were served in turn");
+    app.stop().await;
+}

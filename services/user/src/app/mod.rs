@@ -7,9 +7,11 @@
 
 pub mod passwords;
 pub mod ports;
+pub mod throttle;
 pub mod tokens;
 mod use_cases;
 
 pub use use_cases::{
-    LoginError, LookupError, NewUser, ProfileChanges, ProfileError, RegisterError, Session, UserService,
+    LOGIN_ATTEMPTS, LOGIN_REFILL, LoginError, LookupError, NewUser, ProfileChanges, ProfileError, RegisterError,
+    Session, UserService,
 };

@@ -1,6 +1,9 @@
 //! The user use cases, one error enum each.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use time::OffsetDateTime;
@@ -10,6 +13,7 @@ use twinshop_contracts::events::{Envelope, UserRegistered};
 use super::{
     passwords::PasswordHasher,
     ports::{InsertUserError, OrderFact, UserCache, UserRepository},
+    throttle::LoginThrottle,
     tokens::TokenIssuer,
 };
 use crate::domain::{Address, Email, Password, Stats, User, UserId, UserName, UserSummary};
@@ -51,6 +55,10 @@ pub enum LoginError {
     /// Wrong email or wrong password: deliberately one answer.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// Too many failed attempts for this account: refused unchecked; the
+    /// next attempt is counted after the duration.
+    #[error("too many login attempts")]
+    Throttled(Duration),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -72,6 +80,12 @@ pub enum LookupError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// Failed login attempts per account before the throttle refuses them.
+pub const LOGIN_ATTEMPTS: u32 = 10;
+
+/// Then, one more attempt per account every so long.
+pub const LOGIN_REFILL: Duration = Duration::from_secs(60);
+
 /// The user area's application service.
 #[derive(Clone)]
 pub struct UserService {
@@ -79,6 +93,7 @@ pub struct UserService {
     cache: Arc<dyn UserCache>,
     hasher: PasswordHasher,
     tokens: TokenIssuer,
+    throttle: LoginThrottle,
 }
 
 impl std::fmt::Debug for UserService {
@@ -100,7 +115,15 @@ impl UserService {
         hasher: PasswordHasher,
         tokens: TokenIssuer,
     ) -> Self {
-        Self { repo, cache, hasher, tokens }
+        let throttle = LoginThrottle::new(LOGIN_ATTEMPTS, LOGIN_REFILL);
+        Self { repo, cache, hasher, tokens, throttle }
+    }
+
+    /// Login attempts per account other than the defaults
+    /// ([`LOGIN_ATTEMPTS`], one more every [`LOGIN_REFILL`]).
+    pub fn with_login_throttle(mut self, throttle: LoginThrottle) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// Creates the account and announces it with `user.registered`.
@@ -127,9 +150,16 @@ impl UserService {
     }
 
     /// Checks the credentials and issues a token. An unknown email costs the
-    /// same hash as a wrong password and gets the same answer.
+    /// same hash as a wrong password and gets the same answer. Failed
+    /// attempts per account are throttled ([`super::throttle`]): beyond
+    /// them, `Throttled` without any check.
     #[instrument(name = "user.login", skip_all, fields(user_id))]
     pub async fn login(&self, email: Option<Email>, password: Password) -> Result<Session, LoginError> {
+        let account = email.as_ref().map(Email::canonical);
+        let attempt = self.throttle.attempt(account.as_deref(), Instant::now()).map_err(|throttled| {
+            tracing::debug!(retry_after_ms = throttled.retry_after.as_millis() as u64, "login throttled");
+            LoginError::Throttled(throttled.retry_after)
+        })?;
         let found = match &email {
             Some(email) => self.repo.credentials(email).await.context("reading credentials")?,
             None => None,
@@ -141,6 +171,7 @@ impl UserService {
         let matches = self.hasher.verify(password, hash).await?;
         match user_id {
             Some(id) if matches => {
+                self.throttle.succeeded(attempt);
                 tracing::Span::current().record("user_id", tracing::field::display(id));
                 let access_token = self.tokens.issue(id)?;
                 Ok(Session { access_token, expires_in_secs: self.tokens.ttl().as_secs() })

@@ -91,10 +91,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(outage: Outage) -> TestApp {
+    spawn_app_with_vars(outage, &[]).await
+}
+
+/// [`spawn_app_with`], with `extra` variables added (or replaced).
+pub async fn spawn_app_with_vars(outage: Outage, extra: &[(&str, &str)]) -> TestApp {
     init_logs();
     let db = TestDb::create("user").await;
     let namespace = unique_name("t");
     let mut vars = vars(&db.url, &namespace);
+    for (name, value) in extra {
+        vars.retain(|(k, _)| k != name);
+        vars.push(((*name).to_owned(), (*value).to_owned()));
+    }
     if !outage.unmigrated {
         migrate(&vars).await.expect("migrations apply");
     }
