@@ -50,6 +50,18 @@ async fn the_edge_routes_by_path_and_answers_its_own_errors_as_problem_json() {
     let res = user.post("/v1/orders").json(&json!({"items": []})).send().await.expect("order");
     problem(&res, 400, "validation_failed");
 
+    // The storefront: static files from web/shop under /shop/ only (`/` is
+    // a 404 below), with its settings from the launcher.
+    let res = edge.get("/shop/").send().await.expect("storefront");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(res.text().contains("<title>twinshop</title>"), "{}", res.text());
+    let res = edge.get("/shop/app.js").send().await.expect("module");
+    assert_eq!(res.header("content-type"), Some("text/javascript; charset=utf-8"));
+    let res = edge.get("/shop/config.json").send().await.expect("settings");
+    assert_eq!(res.json::<Value>().expect("json"), json!({"jaeger_url": ""}), "no Jaeger UI given to the launcher");
+    problem(&edge.get("/shop/missing.js").send().await.expect("missing"), 404, "not_found");
+
     // The edge's own answers.
     for path in [
         "/",
