@@ -8,7 +8,8 @@
 //! directly to measure one hop, and tests and labs check them as a port to
 //! another language would have to serve them. The gRPC code is generated
 //! from `proto/` by this crate's build script ([`pb`]); `grpc.health.v1`
-//! comes ready-made from tonic-health.
+//! comes ready-made from tonic-health, server reflection from
+//! tonic-reflection ([`crate::reflection`]).
 
 use std::{error::Error as _, time::Duration};
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     error::{ApiError, TransportError},
     raw::{BaseUrlError, Client},
+    reflection::{Reflection, ReflectionVersion},
     types::UserLookup,
 };
 
@@ -228,6 +230,15 @@ impl Payments {
         let request = pb::RefundRequest { order_id: order_id.to_string() };
         let answer = self.within("Payments/Refund", client.refund(request)).await?;
         Ok(Refunded { outcome: answer.outcome(), amount_cents: answer.amount_cents })
+    }
+
+    /// gRPC server reflection in `version`: the services the server lists
+    /// and its description of `service` (e.g. `twinshop.payment.v1.Payments`).
+    pub async fn reflect(&self, version: ReflectionVersion, service: &str) -> Result<Reflection, RpcError> {
+        let call = async {
+            crate::reflection::reflect(self.channel.clone(), version, service).await.map(tonic::Response::new)
+        };
+        self.within("ServerReflection/ServerReflectionInfo", call).await
     }
 
     /// `grpc.health.v1.Health/Check` for `service` (`""`: the whole server).

@@ -31,6 +31,8 @@
 //! - [`internal`]: the microservices' internal contracts: the user lookup
 //!   ([`UserDirectory`]) and the payment service's gRPC API and health
 //!   check ([`Payments`]), generated from `proto/` by `build.rs`.
+//! - [`reflection`]: gRPC server reflection (v1 and v1alpha), as `grpcurl`
+//!   uses it.
 //!
 //! # Example
 //!
@@ -68,6 +70,7 @@ pub mod error;
 pub mod internal;
 pub mod raw;
 pub mod record;
+pub mod reflection;
 pub mod resend;
 pub mod response;
 pub mod types;
@@ -78,6 +81,7 @@ pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use internal::{Charged, Payments, Refunded, RpcError, UserDirectory};
 pub use raw::{BaseUrlError, Bearer, Client, ClientBuilder, RequestBuilder, Response, encode_query_value};
 pub use record::{Exchange, ExchangeLog, Recorder};
+pub use reflection::{ReflectedMethod, Reflection, ReflectionVersion};
 pub use types::{
     Address, EntryKind, FieldError, LedgerEntry, NewUser, Order, OrderItem, OrderLine, OrderStatus, Page, Problem,
     Product, Profile, ProfileUpdate, RefundStatus, Session, ShipTo, Stats, TopUp, User, UserLookup, Wallet,

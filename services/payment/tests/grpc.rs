@@ -311,7 +311,7 @@ async fn grpc_health_reports_the_payments_service_serving_and_reflection_lists_i
     let unknown = health.check(HealthCheckRequest { service: "no.such.Service".into() }).await;
     assert_eq!(unknown.expect_err("unknown service").code(), Code::NotFound);
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let ask = |request| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
     let requests = vec![
         ask(MessageRequest::ListServices(String::new())),
@@ -331,6 +331,15 @@ async fn grpc_health_reports_the_payments_service_serving_and_reflection_lists_i
         panic!("no descriptor for Payments: {file:?}");
     };
     assert!(!files.file_descriptor_proto.is_empty());
+
+    // v1alpha too: all that grpcurl before 1.8.8, evans and Postman speak.
+    let payments = twinshop_client::Payments::new(&app.internal).expect("client");
+    for version in [twinshop_client::ReflectionVersion::V1, twinshop_client::ReflectionVersion::V1Alpha] {
+        let reflected = payments.reflect(version, "twinshop.payment.v1.Payments").await.expect("reflection");
+        assert!(reflected.services.iter().any(|s| s == "twinshop.payment.v1.Payments"), "{version:?}: {reflected:?}");
+        let methods: Vec<String> = reflected.methods.unwrap_or_default().into_iter().map(|m| m.name).collect();
+        assert_eq!(methods, ["Charge", "Refund"], "{version:?}");
+    }
     app.stop().await;
 }
 

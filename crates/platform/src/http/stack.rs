@@ -46,7 +46,7 @@ static TRACE_RESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 pub fn apply(router: Router, timeout: Duration) -> Router {
     metrics::init();
     router
-        .fallback(|| async { Problem::new(ErrorCode::NotFound).with_detail("No such route.") })
+        .fallback(no_such_route)
         .method_not_allowed_fallback(|| async { Problem::new(ErrorCode::MethodNotAllowed) })
         // Router::layer: the first call is the innermost.
         .layer(middleware::from_fn(metrics::track_http))
@@ -100,6 +100,18 @@ fn make_span(req: &Request) -> tracing::Span {
     );
     propagation::set_parent(&span, propagation::extract_http(req.headers()));
     span
+}
+
+/// An unknown route: `404 not_found`. A gRPC call of a service or method
+/// nobody serves gets gRPC's own answer instead, `UNIMPLEMENTED` (an HTTP 404
+/// is a protocol error to a gRPC client; grpcurl, for one, falls back from
+/// reflection v1 to v1alpha only on `UNIMPLEMENTED`).
+async fn no_such_route(req: Request) -> Response {
+    let grpc = req.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no such method: {}", req.uri().path())).into_http();
+    }
+    Problem::new(ErrorCode::NotFound).with_detail("No such route.").into_response()
 }
 
 /// Every error leaves as problem+json, including the ones produced by
