@@ -248,7 +248,7 @@ impl Req<'_> {
 }
 
 impl Answer {
-    fn read(request: String, res: &Response) -> Self {
+    pub(crate) fn read(request: String, res: &Response) -> Self {
         Self {
             request,
             status: res.status().as_u16(),

@@ -23,6 +23,11 @@
 //! - [`schema`] checks each response schema of docs/api.md field by field.
 //! - `token` reads and breaks JWTs, for the auth cases.
 //!
+//! - [`internal`] is the other mode: one service's *internal* contract
+//!   checked alone (the user lookup over HTTP; `Payments` over gRPC with
+//!   health and reflection), for a port of that service to another
+//!   language. It sets up what it needs through the public API.
+//!
 //! Each case makes its own users (unique emails), so cases run side by side
 //! and a deployment can be checked more than once; it needs only a fresh
 //! enough deployment with the seeded catalog (see README.md).
@@ -33,6 +38,7 @@ use futures_util::{StreamExt as _, stream};
 
 mod cases;
 pub mod ctx;
+pub mod internal;
 pub mod schema;
 mod token;
 
@@ -60,6 +66,9 @@ pub struct Target {
 /// What a run found.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Which suite ran: the public API's (`conformance`) or one service's
+    /// internal contract (`conformance internal`).
+    pub suite: Suite,
     /// The target's name.
     pub build: String,
     /// Cases that passed, in the suite's order.
@@ -70,6 +79,18 @@ pub struct Report {
     /// machine-readable contract (twinshop's e2e tests check them against
     /// `openapi/twinshop.yaml`).
     pub exchanges: Vec<ctx::Exchange>,
+    /// The internal mode's exchanges with an internal HTTP port (the user
+    /// lookup), apart from the public ones: they answer to another
+    /// document (`openapi/internal.yaml`). Empty for the public suite.
+    pub internal_exchanges: Vec<ctx::Exchange>,
+}
+
+/// The public API's suite, or the internal contracts' ([`internal`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Suite {
+    #[default]
+    Public,
+    Internal,
 }
 
 impl Report {
@@ -84,7 +105,11 @@ impl fmt::Display for Report {
         for (name, why) in &self.failed {
             writeln!(f, "FAILED {name}: {}", why.replace('\n', " | "))?;
         }
-        write!(f, "conformance ({}): {} passed, {} failed", self.build, self.passed.len(), self.failed.len())
+        let suite = match self.suite {
+            Suite::Public => "conformance",
+            Suite::Internal => "conformance internal",
+        };
+        write!(f, "{suite} ({}): {} passed, {} failed", self.build, self.passed.len(), self.failed.len())
     }
 }
 
@@ -104,8 +129,21 @@ pub async fn run(target: &Target, filter: Option<&str>) -> Report {
         report.failed.push(("the target answers".into(), format!("{err:#} (is {} up?)", target.base_url)));
         return report;
     }
-    let selected: Vec<(usize, Case)> =
-        cases::all().into_iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).enumerate().collect();
+    run_cases(&mut report, ctx.clone(), cases::all(), filter).await;
+    report.exchanges = ctx.exchanges();
+    report
+}
+
+/// Runs the `cases` whose name contains `filter`, [`PARALLEL_CASES`] at a
+/// time, and adds their outcomes to `report` in the cases' order.
+async fn run_cases<C: Send + Sync + 'static>(
+    report: &mut Report,
+    ctx: Arc<C>,
+    cases: Vec<Case<C>>,
+    filter: Option<&str>,
+) {
+    let selected: Vec<(usize, Case<C>)> =
+        cases.into_iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).enumerate().collect();
     let mut outcomes: Vec<(usize, &'static str, Result<(), String>)> = stream::iter(selected)
         .map(|(i, case)| {
             let ctx = ctx.clone();
@@ -115,17 +153,15 @@ pub async fn run(target: &Target, filter: Option<&str>) -> Report {
         .collect()
         .await;
     outcomes.sort_by_key(|(i, _, _)| *i);
-    report.exchanges = ctx.exchanges();
     for (_, name, outcome) in outcomes {
         match outcome {
             Ok(()) => report.passed.push(name.to_owned()),
             Err(why) => report.failed.push((name.to_owned(), why)),
         }
     }
-    report
 }
 
-async fn run_one(ctx: Arc<Ctx>, case: Case) -> Result<(), String> {
+async fn run_one<C: Send + Sync + 'static>(ctx: Arc<C>, case: Case<C>) -> Result<(), String> {
     // Its own task, so a panic in a case is a failure of that case only.
     let task = tokio::spawn(async move { tokio::time::timeout(CASE_LIMIT, (case.run)(&ctx)).await });
     match task.await {

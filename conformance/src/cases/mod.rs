@@ -19,26 +19,36 @@ mod sessions;
 mod users;
 mod wallet;
 
-type CaseFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+pub(crate) type CaseFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 
-/// One registered case.
-#[derive(Clone, Copy)]
-pub struct Case {
+/// One registered case, run with a `C` (the public suite's [`Ctx`], or the
+/// internal mode's context).
+pub struct Case<C = Ctx> {
     pub name: &'static str,
-    pub run: for<'a> fn(&'a Ctx) -> CaseFuture<'a>,
+    pub run: for<'a> fn(&'a C) -> CaseFuture<'a>,
 }
 
-impl std::fmt::Debug for Case {
+impl<C> Clone for Case<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Case<C> {}
+
+impl<C> std::fmt::Debug for Case<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Case").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
+/// `area::case_name, ...` as a list of [`Case`]s named after their functions.
 macro_rules! cases {
     ($($area:ident :: $name:ident),* $(,)?) => {
-        vec![$(Case { name: stringify!($name), run: |ctx| Box::pin($area::$name(ctx)) }),*]
+        vec![$($crate::cases::Case { name: stringify!($name), run: |ctx| Box::pin($area::$name(ctx)) }),*]
     };
 }
+pub(crate) use cases;
 
 /// Every case, in the order of docs/api.md.
 pub fn all() -> Vec<Case> {

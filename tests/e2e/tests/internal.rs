@@ -1,12 +1,16 @@
 //! What both builds answer on their internal ports, held to
 //! `openapi/internal.yaml`: probes, metrics, the fault flags (enabled here,
 //! as a lab enables them) and the user lookup, including their errors. The
-//! run must see every documented operation succeed on some process.
+//! run must see every documented operation succeed on some process. gRPC
+//! on the same port: only the payment service serves any.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use twinshop_client::{Client, ExchangeLog, Method};
+use twinshop_client::{
+    Client, ExchangeLog, Method, Payments,
+    internal::{Code, HealthStatus},
+};
 use twinshop_e2e::{
     Shop,
     openapi::{Contract, internal_document_path},
@@ -80,6 +84,16 @@ async fn exercise(service: Service, internal: &Client, user_id: &str) {
         }
         // Only the user service serves the lookup over the network.
         _ => assert_eq!(lookup.status(), 404, "{service:?}"),
+    }
+    // gRPC: only the payment service serves any (the monolith's areas call
+    // Payments in-process); elsewhere every call is UNIMPLEMENTED.
+    let grpc = Payments::new(internal.base_url()).expect("a gRPC client");
+    match service {
+        Service::Payment => assert_eq!(grpc.health("").await.expect("health"), HealthStatus::Serving),
+        _ => {
+            let err = grpc.health("").await.expect_err("no gRPC here");
+            assert_eq!(err.code(), Some(Code::Unimplemented), "{service:?}: {err}");
+        }
     }
 }
 
