@@ -65,6 +65,14 @@ async function nav(page, name) {
 test("the storefront journey: register, top up, order, rejection, cancellation and refund, stats", async ({ page }) => {
   const email = `ada-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.com`;
   const password = "correct horse battery";
+  // No script error and no refused resource (CSP, media type) on any page.
+  // Chromium logs each 4xx answer and the aborted request as "Failed to
+  // load resource": those are the journey's own refusals, checked below.
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(String(error)));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) pageErrors.push(message.text());
+  });
 
   await test.step("the edge serves /shop/ and still answers / with 404 not_found", async () => {
     const root = await page.request.get("/");
@@ -218,4 +226,6 @@ test("the storefront journey: register, top up, order, rejection, cancellation a
     await expect(page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Log in" })).toBeVisible();
     expect(await page.evaluate(() => sessionStorage.getItem("twinshop.token"))).toBeNull();
   });
+
+  expect(pageErrors, "no script error or refused resource on any page").toEqual([]);
 });
