@@ -295,7 +295,7 @@ async fn run_mode(
     users: Arc<Vec<UserClient>>,
     item: OrderItem,
 ) -> Result<ModeRun> {
-    let (spread_s, kill_s, add_s) = if args.quick { (8.0, 4.0, 4.0) } else { (20.0, 8.0, 8.0) };
+    let (spread_s, kill_s, add_s) = if args.quick { (10.0, 4.0, 4.0) } else { (20.0, 8.0, 8.0) };
     let all = REPLICAS + 1;
     let mut clients = Clients {
         payments: Vec::new(),

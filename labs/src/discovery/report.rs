@@ -21,6 +21,10 @@ pub const SPREAD_CV: f64 = 0.25;
 pub const LAST_CALL_S: f64 = 2.0;
 /// (c), (d): a new replica gets its first call within this after it is ready.
 pub const NEW_REPLICA_S: f64 = 3.0;
+/// Fewest Charges in a spread step to judge it: with a random pick per call
+/// the CV of three counts is about sqrt(2 / n), 0.12 at 150, well under
+/// [`SPREAD_CV`]; fewer (an overloaded machine) and the bound means little.
+pub const MIN_CHARGES: f64 = 150.0;
 
 /// What the lab derives from one mode's run.
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +100,12 @@ pub fn checks(results: &Results) -> Checks {
         let shares: Vec<String> = f.shares.iter().map(|(k, v)| format!("{k} {:.0} %", v * 100.0)).collect();
         let evidence =
             format!("{} (CV {:.2}) of {:.0} Charges", shares.join(", "), f.cv, run.spread.values().sum::<f64>());
+        let charges = run.spread.values().sum::<f64>();
+        c.check(
+            format!("{}: enough Charges to judge the spread (at least {MIN_CHARGES})", run.mode.key),
+            charges >= MIN_CHARGES,
+            format!("{charges:.0} Charges from {} placements ({} not 201)", run.placed, run.failed),
+        );
         match run.mode.key {
             "l4" => {
                 c.check(
