@@ -3,22 +3,22 @@
 
 .PHONY: run run-monolith test check services
 
-## Run the microservices as local processes behind the edge on :8080 (Postgres/Redis/RabbitMQ on localhost).
+## Run the microservices as local processes behind the edge on :8080 (Postgres/Redis/RabbitMQ on localhost: installed and started first when missing).
 ## Launcher options go in ARGS, e.g. make run ARGS="--replicas order=2,payment=2" (target/release/twinshop-launch --help).
 run:
-	scripts/check-services
+	scripts/check-services --install
 	cargo build --release --bins
 	target/release/twinshop-launch $(ARGS)
 
 ## The same, with the monolith instead of the three services (same edge, same port).
 run-monolith:
-	scripts/check-services
+	scripts/check-services --install
 	cargo build --release --bins
 	target/release/twinshop-launch --monolith $(ARGS)
 
-## Run every test (needs Postgres, Redis and RabbitMQ on localhost).
+## Run every test (against Postgres, Redis and RabbitMQ on localhost: installed and started first when missing).
 test:
-	scripts/check-services
+	scripts/check-services --install
 	# The end-to-end tests run the service binaries as processes: build them.
 	cargo build --workspace --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \
