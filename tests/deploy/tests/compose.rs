@@ -25,7 +25,11 @@ fn services(file: &str) -> BTreeMap<String, Value> {
     let path = repo_root().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut doc: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
-    doc.apply_merge().unwrap_or_else(|e| panic!("{file}: merge keys: {e}"));
+    // Once per level: an anchor that itself merges another (`x-service`
+    // merges `x-hardened`) brings its own `<<` along, as YAML 1.1 allows.
+    for _ in 0..3 {
+        doc.apply_merge().unwrap_or_else(|e| panic!("{file}: merge keys: {e}"));
+    }
     let mut out = BTreeMap::new();
     for (name, service) in doc["services"].as_mapping().unwrap_or_else(|| panic!("{file}: no services")) {
         let name = name.as_str().expect("a service name").to_owned();
@@ -235,4 +239,71 @@ fn the_helpers_read_compose_notation() {
     assert_eq!(bytes("1g"), 1 << 30);
     assert_eq!(seconds("30s"), 30);
     assert_eq!(seconds("1m30s"), 90);
+}
+
+/// How each of our containers, and the edge, must run: as the Kubernetes
+/// manifests run them (`readOnlyRootFilesystem`, `capabilities.drop: [ALL]`,
+/// `allowPrivilegeEscalation: false`), and the edge as a non-root user with
+/// a tmpfs wherever nginx writes. Returns one line per problem, and the
+/// containers it checked.
+fn hardening_problems(file: &str) -> (Vec<String>, BTreeSet<String>) {
+    let mut problems = Vec::new();
+    let mut checked = BTreeSet::new();
+    for (name, s) in services(file) {
+        let ours = s["image"].as_str().is_some_and(|i| i.starts_with("twinshop/")) || !s["build"].is_null();
+        if !ours && name != "edge" {
+            continue;
+        }
+        let at = format!("{file}: {name}");
+        if s["read_only"].as_bool() != Some(true) {
+            problems.push(format!("{at}: no read_only: true"));
+        }
+        let drops: Vec<&str> = s["cap_drop"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+        if drops != ["ALL"] {
+            problems.push(format!("{at}: cap_drop is {drops:?}, not [ALL]"));
+        }
+        if s.get("cap_add").is_some() {
+            problems.push(format!("{at}: adds capabilities back"));
+        }
+        let options: Vec<&str> =
+            s["security_opt"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+        if !options.contains(&"no-new-privileges:true") {
+            problems.push(format!("{at}: no security_opt no-new-privileges:true"));
+        }
+        if name == "edge" {
+            let user = s["user"].as_str().unwrap_or("root");
+            if user.split(':').next().is_none_or(|uid| uid.parse::<u32>().is_ok_and(|uid| uid == 0) || uid == "root") {
+                problems.push(format!("{at}: runs as {user}, not a numeric non-root user"));
+            }
+            let tmpfs: Vec<&str> = s["tmpfs"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|t| t.split(':').next().unwrap_or(t))
+                .collect();
+            for path in ["/etc/nginx/conf.d", "/var/cache/nginx", "/var/run", "/tmp"] {
+                if !tmpfs.contains(&path) {
+                    problems.push(format!("{at}: no tmpfs at {path}, where nginx writes"));
+                }
+            }
+        }
+        checked.insert(name);
+    }
+    (problems, checked)
+}
+
+#[test]
+fn our_containers_and_the_edge_run_read_only_without_capabilities_in_both_files() {
+    for (file, expected) in [
+        (
+            "docker-compose.yml",
+            &["edge", "order", "order-migrate", "payment", "payment-migrate", "user", "user-migrate"][..],
+        ),
+        ("docker-compose.monolith.yml", &["edge", "monolith", "monolith-migrate"][..]),
+    ] {
+        let (problems, checked) = hardening_problems(file);
+        assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+        assert_eq!(checked, expected.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>(), "{file}");
+    }
 }
