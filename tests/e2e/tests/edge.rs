@@ -74,6 +74,9 @@ async fn the_edge_routes_by_path_and_answers_its_own_errors_as_problem_json() {
         let res = edge.get(path).send().await.expect("get");
         problem(&res, 404, "not_found");
     }
+    // Nor the payment service's gRPC API: it is on the internal port only.
+    let grpc = edge.post("/twinshop.payment.v1.Payments/Charge").body(Some("application/grpc"), "").send().await;
+    problem(&grpc.expect("post"), 404, "not_found");
     // TRACE: 405 with the route's methods on a documented route, 404
     // elsewhere; the edge never echoes a request back. (CONNECT takes an
     // authority, not a path, from an HTTP client like this one; the edge's
