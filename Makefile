@@ -27,6 +27,12 @@ test:
 		cargo test --workspace; \
 	fi
 
+## The storefront's browser test (headless Chromium) against both builds; ARGS="--screenshots" refreshes docs/storefront.
+.PHONY: browser-test
+browser-test:
+	cargo build --bins -p twinshop-launcher -p twinshop-user -p twinshop-payment -p twinshop-order -p twinshop-monolith
+	scripts/browser-test $(ARGS)
+
 ## Formatting and lints, as CI runs them.
 check:
 	cargo fmt --all -- --check
