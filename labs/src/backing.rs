@@ -105,6 +105,37 @@ impl Instance {
     }
 }
 
+/// A lab interrupted (its future dropped) leaves no server running: the
+/// whole process group is killed, as [`Instance::crash`] does.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+impl Instance {
+    /// SIGKILL to its process group, without waiting.
+    fn kill_now(&mut self) {
+        let Some(child) = self.child.get_mut().take() else { return };
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Dropped without [`Backing::stop`] (an interrupted lab): the servers are
+/// killed and their data removed all the same.
+impl Drop for Backing {
+    fn drop(&mut self) {
+        self.postgres.kill_now();
+        self.redis.kill_now();
+        if let Some(mq) = &mut self.rabbitmq {
+            mq.kill_now();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The lab's three servers and the folder they keep their data in.
 #[derive(Debug)]
 pub struct Backing {

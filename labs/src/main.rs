@@ -77,7 +77,19 @@ fn main() -> ExitCode {
                 seed,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match runtime.block_on(catalog::run(&name, &args)) {
+            // Interrupted, the lab's future is dropped: the systems it
+            // started, its namespaces and its backing servers go with it.
+            let run = runtime.block_on(async {
+                tokio::select! {
+                    outcome = catalog::run(&name, &args) => Some(outcome),
+                    () = interrupted() => None,
+                }
+            });
+            let Some(run) = run else {
+                say(&format!("lab {name}: interrupted; what it started is stopped"));
+                return ExitCode::from(130);
+            };
+            match run {
                 Ok(outcome) if outcome.passed => {
                     say(&format!("lab {name}: PASSED"));
                     ExitCode::SUCCESS
@@ -91,6 +103,22 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
