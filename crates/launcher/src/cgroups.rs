@@ -267,6 +267,65 @@ impl Cgroup {
         text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok())).unwrap_or(0)
     }
 
+    /// Changes the group's CPU quota while its processes run, as an
+    /// in-place resize of a pod's `resources.limits.cpu` does: from the next
+    /// period on they get `cores` per period. The group must have been
+    /// created with a CPU quota (on v2 only then is the `cpu` controller
+    /// enabled for it). [`Cgroup::limits`] keeps the limits it was created
+    /// with; [`Cgroup::cpu_quota`] reads the one in force.
+    pub fn set_cpu(&self, cores: f64) -> Result<()> {
+        match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let dir = self.dirs.last().context("a v1 group has a cpu directory")?;
+                write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &Limits::quota_us(cores).to_string())
+            }
+            Hierarchy::V2 { .. } => {
+                write(&self.dirs[0].join("cpu.max"), &format!("{} {CPU_PERIOD_US}", Limits::quota_us(cores)))
+            }
+        }
+    }
+
+    /// Gives the group, and the launcher's two levels above it
+    /// (`twinshop/` and this run's directory), the CPU weight of `cores`
+    /// busy nice-0 processes (v1 `cpu.shares` 1024 per core, v2
+    /// `cpu.weight` 100 per core), as the kubelet weights the `kubepods`
+    /// slice by the node's allocatable CPUs: on a busy machine the group
+    /// gets its quota before others get more. Without it, on v1, every
+    /// group of the launcher together weighs as much as one busy process
+    /// outside them. The group must have the CPU controller (a CPU limit).
+    pub fn set_cpu_weight(&self, cores: f64) -> Result<()> {
+        let (dir, file, value) = match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let dir = self.dirs.last().context("a v1 group has a cpu directory")?;
+                (dir, "cpu.shares", ((cores * 1024.0).round() as u64).clamp(2, 262_144))
+            }
+            Hierarchy::V2 { .. } => (&self.dirs[0], "cpu.weight", ((cores * 100.0).round() as u64).clamp(1, 10_000)),
+        };
+        for level in dir.ancestors().take(3) {
+            write(&level.join(file), &value.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The CPU quota in force, in cores, as the kernel has it; `None` when
+    /// unlimited or unreadable.
+    pub fn cpu_quota(&self) -> Option<f64> {
+        let (quota, period) = match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let dir = self.dirs.last()?;
+                let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok()?.trim().parse::<i64>().ok();
+                (read("cpu.cfs_quota_us")?, read("cpu.cfs_period_us")?)
+            }
+            Hierarchy::V2 { .. } => {
+                let text = std::fs::read_to_string(self.dirs[0].join("cpu.max")).ok()?;
+                let mut parts = text.split_whitespace();
+                (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?)
+            }
+        };
+        (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
+    }
+
     /// Memory charged to the group now, in bytes.
     pub fn memory_usage(&self) -> Option<u64> {
         let file = match &self.hierarchy {

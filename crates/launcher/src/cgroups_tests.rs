@@ -77,6 +77,35 @@ fn v2_unit_test_fake_tree_oom_kills_are_read_from_memory_events() {
 }
 
 #[test]
+fn v2_unit_test_fake_tree_a_cpu_quota_is_changed_in_place_and_read_back() {
+    let root = fake_root("resize");
+    let run = CgroupRun::new(Hierarchy::V2 { root: root.clone() });
+    let group = run.group("order-1", Limits::cpu(0.25)).expect("group");
+    assert_eq!(group.cpu_quota(), Some(0.25));
+    group.set_cpu(1.0).expect("resize");
+    assert_eq!(read(&group.dirs()[0].join("cpu.max")), "100000 100000");
+    assert_eq!(group.cpu_quota(), Some(1.0));
+    assert_eq!(group.limits, Limits::cpu(0.25), "the limits it was created with");
+    std::fs::write(group.dirs()[0].join("cpu.max"), "max 100000\n").expect("w");
+    assert_eq!(group.cpu_quota(), None, "unlimited");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn v2_unit_test_fake_tree_a_cpu_weight_is_written_to_the_group_and_the_launchers_levels_above_it() {
+    let root = fake_root("weight");
+    let run = CgroupRun::new(Hierarchy::V2 { root: root.clone() });
+    let group = run.group("order-1", Limits::cpu(0.25)).expect("group");
+    group.set_cpu_weight(8.0).expect("weight");
+    let dir = &group.dirs()[0];
+    for level in [dir.clone(), dir.join(".."), dir.join("../..")] {
+        assert_eq!(read(&level.join("cpu.weight")), "800", "{}", level.display());
+    }
+    assert!(!root.join("cpu.weight").exists(), "the hierarchy's root is left alone");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
 fn quotas_are_fractions_of_the_period_and_never_below_a_millisecond() {
     assert_eq!(Limits::quota_us(0.25), 25_000);
     assert_eq!(Limits::quota_us(1.5), 150_000);

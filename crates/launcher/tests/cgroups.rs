@@ -1,7 +1,8 @@
 //! cgroup limits for real, on this machine's hierarchy (v1 here; the v2
 //! path has unit tests of what it writes, in `src/cgroups_tests.rs`): a
 //! spinning process under a quarter-core quota gets about a quarter of a
-//! core, and one that outgrows its memory limit is OOM-killed and reported so.
+//! core, its quota and weight can be changed while it runs, and one that
+//! outgrows its memory limit is OOM-killed and reported so.
 
 use std::time::{Duration, Instant};
 
@@ -65,5 +66,34 @@ async fn a_process_over_its_memory_limit_is_oom_killed_and_reported_so() {
     assert_eq!(info.reason(), "OOM-killed");
     assert_eq!(group.oom_kills(), 1);
     assert!(events.snapshot().iter().any(|e| e.kind == EventKind::OomKilled && e.process == "hog"));
+    run.remove().await.expect("remove the groups");
+}
+
+#[tokio::test]
+async fn a_cpu_quota_is_changed_in_place_and_the_kernel_reports_the_new_one() {
+    let run = CgroupRun::new(Hierarchy::detect().expect("a cgroup hierarchy"));
+    let group = run.group("resized", Limits::cpu(0.25)).expect("group");
+    assert_eq!(group.cpu_quota(), Some(0.25));
+    group.set_cpu(0.5).expect("resize");
+    assert_eq!(group.cpu_quota(), Some(0.5), "read back from the kernel");
+    assert_eq!(group.limits, Limits::cpu(0.25), "the limits it was created with are kept as they were");
+    run.remove().await.expect("remove the groups");
+}
+
+#[tokio::test]
+async fn a_cpu_weight_reaches_the_kernel_for_the_group_and_the_launchers_levels_above_it() {
+    let hierarchy = Hierarchy::detect().expect("a cgroup hierarchy");
+    let run = CgroupRun::new(hierarchy.clone());
+    let group = run.group("weighted", Limits::cpu(0.25)).expect("group");
+    group.set_cpu_weight(8.0).expect("weight");
+    let (file, want) = match hierarchy {
+        Hierarchy::V1 { .. } => ("cpu.shares", "8192"),
+        Hierarchy::V2 { .. } => ("cpu.weight", "800"),
+    };
+    let dir = group.dirs().last().expect("a cpu directory").clone();
+    for level in dir.ancestors().take(3) {
+        let read = std::fs::read_to_string(level.join(file)).expect("read the weight");
+        assert_eq!(read.trim(), want, "{}", level.display());
+    }
     run.remove().await.expect("remove the groups");
 }

@@ -92,6 +92,14 @@ impl System {
         self.start_process(id).await
     }
 
+    /// Changes the CPU quota of `id` while it runs (an in-place resize of
+    /// `resources.limits.cpu`); it stays in force across restarts. The
+    /// process must have been started with a CPU limit ([`crate::Plan::limits`]).
+    pub fn set_cpu(&self, id: ProcessId, cores: f64) -> Result<()> {
+        let group = self.cgroup(id).with_context(|| format!("{id} has no cgroup: give it a CPU limit in the plan"))?;
+        group.set_cpu(cores).with_context(|| format!("setting the CPU quota of {id}"))
+    }
+
     /// Takes `id` out of the edge (and its internal balancer), returning
     /// once nginx's old workers have finished their in-flight requests.
     pub async fn take_out(&self, id: ProcessId) -> Result<Duration> {
