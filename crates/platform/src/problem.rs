@@ -230,13 +230,19 @@ pub fn internal(err: &anyhow::Error) -> Problem {
 }
 
 /// `true` if the error chain says a backing store could not be reached
-/// (as opposed to a bug or a bad query).
+/// (as opposed to a bug or a bad query): no connection, or the server
+/// ending the session. PostgreSQL says the latter with SQLSTATE class
+/// `57P` (shut down, crashed, killed by an administrator, not accepting
+/// connections yet) or `08` (connection exception), or with `53300` (too
+/// many connections); the fault lab saw `57P` when it crashed PostgreSQL
+/// under a placement, which used to be answered 500.
 pub fn is_unavailable(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
-        )
+    err.chain().any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)) => true,
+        Some(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08") || code == "53300")
+        }
+        _ => false,
     })
 }
 
