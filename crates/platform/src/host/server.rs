@@ -318,12 +318,19 @@ impl Limits {
 async fn with_grpc(ops: Router, grpc: Vec<(&'static str, AddGrpc)>, limit: &InFlightLimit) -> anyhow::Result<Router> {
     let mut contracts = tonic::service::Routes::from(Router::new());
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building gRPC reflection")?;
-    let mut routes = tonic::service::Routes::from(ops).add_service(health_service).add_service(reflection);
+    // Reflection in both versions: v1 is the standard, v1alpha is all that
+    // grpcurl before 1.8.8, evans and Postman ask for (as grpc-go serves both).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("building gRPC reflection")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection (v1alpha)")?;
+    let routes = tonic::service::Routes::from(ops)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     for (name, add) in grpc {
         reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
         contracts = add(contracts);
