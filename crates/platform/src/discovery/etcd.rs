@@ -37,9 +37,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Bound of one unary etcd call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A lazily connected channel to the etcd members at `endpoints`
-/// (`http://host:2379`, comma separated), balanced across them.
-pub fn channel(endpoints: &str) -> anyhow::Result<Channel> {
+/// The etcd members at `endpoints` (`http://host:2379`, comma separated),
+/// checked and configured; no connection is made (and no runtime needed).
+pub fn endpoints(endpoints: &str) -> anyhow::Result<Vec<Endpoint>> {
     let list = endpoints
         .split(',')
         .map(str::trim)
@@ -56,7 +56,13 @@ pub fn channel(endpoints: &str) -> anyhow::Result<Channel> {
     if list.is_empty() {
         bail!("no etcd endpoint given");
     }
-    Ok(Channel::balance_list(list.into_iter()))
+    Ok(list)
+}
+
+/// A lazily connected channel to the etcd members at `endpoints`, balanced
+/// across them (its balancer runs on the current tokio runtime).
+pub fn channel(endpoints: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::balance_list(self::endpoints(endpoints)?.into_iter()))
 }
 
 /// The end of the range of keys that start with `prefix` (etcd's
@@ -283,6 +289,14 @@ mod tests {
         assert_eq!(prefix_end(b"/twinshop/services/payment/"), b"/twinshop/services/payment0".to_vec());
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn endpoints_are_checked_without_a_runtime() {
+        // Configuration is checked before any runtime exists (`migrate`, the deployment tests).
+        assert_eq!(endpoints("http://etcd-0:2379, http://etcd-1:2379").map(|e| e.len()).ok(), Some(2));
+        assert!(endpoints(" , ").is_err());
+        assert!(endpoints("http://bad host:2379").is_err());
     }
 
     #[test]

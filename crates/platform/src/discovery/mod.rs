@@ -105,7 +105,7 @@ impl DiscoveryConfig {
             return Err(malformed("REGISTRY_PREFIX", "must start and end with /".into()));
         }
         if let Some(endpoints) = &c.etcd_endpoints {
-            etcd::channel(endpoints).map_err(|e| malformed("ETCD_ENDPOINTS", format!("is malformed ({e:#})")))?;
+            etcd::endpoints(endpoints).map_err(|e| malformed("ETCD_ENDPOINTS", format!("is malformed ({e:#})")))?;
         }
         for link in needs {
             match mode(env, link)? {
