@@ -22,7 +22,7 @@ use crate::{
     health::{self, Health, PostgresProbe, Probe},
     http::{auth::JwtVerifier, server, shed::InFlightLimit, stack},
     inbox::EventHandler,
-    links::AddGrpc,
+    links::{AddGrpc, LinkSpec},
     outbox::{Publisher, Relay, RelaySettings},
     shutdown::Shutdown,
 };
@@ -86,6 +86,8 @@ pub struct Host {
     consumers: Vec<(String, Arc<dyn EventHandler>)>,
     amqp: Option<(Arc<Amqp>, Topology)>,
     tasks: Vec<Task>,
+    /// The links this process serves (registered in etcd when configured).
+    provides: Vec<LinkSpec>,
     pools: Vec<PgPool>,
     shutdown: Shutdown,
     env: Env,
@@ -229,6 +231,7 @@ impl Host {
             consumers,
             amqp,
             tasks,
+            provides: process.areas.iter().flat_map(|a| a.provides()).copied().collect(),
             pools,
             shutdown,
             env,
@@ -247,6 +250,7 @@ impl Host {
     /// `SHUTDOWN_TIMEOUT` and closes the connections to backing services.
     pub async fn run(self) -> anyhow::Result<()> {
         let s = self.shutdown.clone();
+        let internal_port = self.internal_addr().port();
         tracing::info!(public = %self.public_addr(), internal = %self.internal_addr(), "{} listening", self.service);
         s.spawn(server::serve_logged("public", self.public, self.public_router, s.clone()));
         s.spawn(server::serve_logged("internal", self.internal, self.internal_router, s.clone()));
@@ -261,6 +265,12 @@ impl Host {
         }
         for task in self.tasks {
             s.spawn(task(s.clone()));
+        }
+        if self.env.network.is_some() {
+            // Registered once the internal port serves; revoked first thing on shutdown.
+            let provided: Vec<&'static str> = self.provides.iter().map(|l| l.service).collect();
+            let discovery = crate::discovery::DiscoveryConfig::read(&self.env, &[])?;
+            crate::discovery::register(discovery, provided, internal_port, s.clone()).await?;
         }
         s.cancelled().await;
         tracing::info!("draining");
@@ -294,6 +304,8 @@ pub(crate) fn prepare(process: &Process, env: &Env) -> Result<Vec<Option<Prepare
         for need in process.areas.iter().flat_map(|a| a.needs()) {
             env.address(need.address_variable)?;
         }
+        let needs: Vec<_> = process.areas.iter().flat_map(|a| a.needs()).copied().collect();
+        crate::discovery::DiscoveryConfig::read(env, &needs)?;
     }
     process.areas.iter().map(|area| area.prepare(env).map(Some)).collect()
 }
