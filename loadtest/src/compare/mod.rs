@@ -27,8 +27,10 @@
 //!    highest passing and the lowest failing one (full mode), a place-only
 //!    step at a fixed rate (CPU per placed order), and a place-only
 //!    closed-model step (placed orders per second at most, against the
-//!    database ceiling); a correctness check after every step; memory at
-//!    the end; then the build stops, and its databases and its events
+//!    database ceiling); the overload step ([`overload`]: twice the peak,
+//!    the recovery after it and a login flood, written to `overload.md`); a
+//!    correctness check after every step; memory at the end; then the
+//!    build stops, and its databases and its events
 //!    namespace on RabbitMQ are removed;
 //! 4. **hop probes** on the last microservices run, before it stops, each
 //!    interleaved with the same probe against the bare-framework floor
@@ -44,6 +46,7 @@ pub mod hops;
 pub mod launch;
 pub mod mapview;
 pub mod math;
+pub mod overload;
 pub mod plan;
 pub mod procs;
 pub mod render;
@@ -489,6 +492,7 @@ async fn run_steps(
         + peak * per_step * mix.place_share()
         + peak * plan.place_level * (plan.warmup_s + plan.place_duration_s)
         + 2.0 * peak * (plan.warmup_s + plan.place_peak_duration_s);
+    let open_orders = open_orders + overload::orders(plan, peak, mix.place_share());
     let (pool, catalog) = setup_pool(&target, plan, open_orders).await?;
     let name = build.name();
     let mut steps: Vec<StepResult> = Vec::new();
@@ -518,6 +522,11 @@ async fn run_steps(
     let model = Model::Closed { users };
     let config = step_config(plan, &t.base_url, build, label, model, place_only, plan.place_peak_duration_s);
     steps.push(measured_step(&target, &pool, &catalog, &config, &t.watch, "place_peak").await?);
+
+    // Past the peak: shedding, recovery and the login throttle (overload.md).
+    let overloaded = overload::run(&target, &pool, &catalog, &t.watch, plan, build, peak).await?;
+    let out = setup.log_dir.parent().unwrap_or(&setup.log_dir);
+    overload::write(out, &format!("run{}-{name}", round + 1), build, &overloaded)?;
 
     let hops = match (&t.running, probe_hops) {
         (Some(r), true) => match (r.internal_url(Service::User), r.internal_url(Service::Payment)) {
