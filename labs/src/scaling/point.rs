@@ -1,0 +1,270 @@
+//! One point of the scaling lab: the throughput at the SLO of the system
+//! as it is shaped now, with what it cost in CPU and memory.
+//!
+//! The search is the loadtest's, as `loadtest compare` runs it: a
+//! closed-model step estimates the capacity, open-model steps climb a
+//! ladder of fractions of it (stopping at the first that misses the SLO),
+//! then [`math::refinement`] bisects between the highest passing and the
+//! lowest failing rate; [`math::slo_throughput`] is the figure. CPU is
+//! sampled at the edges of each measured window ([`Watch`], per process
+//! name), resident memory of the scaled replicas at the end of the point.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use twinshop_client::Client;
+use twinshop_launcher::{ProcessId, System, processes::rss_bytes};
+use twinshop_loadtest::{
+    Model, StepConfig, StepResult, UserPool, WindowEdge,
+    compare::{
+        GENERATOR,
+        math::{level_rate, per_unit, refinement, slo_throughput},
+        procs::{self, Scope, Watch, cpu_delta_ms},
+    },
+    run_step_observed,
+    setup::Product,
+};
+
+use super::{SLO_P99_US, Shape, Timing, mix, priority, replicas, scaled};
+
+/// One measured step, as the report needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLine {
+    /// `closed 32 users` or `open 120 rps`.
+    pub model: String,
+    pub offered_rps: Option<f64>,
+    pub achieved_rps: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+    pub meets_slo: bool,
+    /// Orders placed (confirmed, rejected or pending) in the window.
+    pub placed: u64,
+    pub window_s: f64,
+    /// CPU per process name in the window, ms.
+    pub cpu_ms: BTreeMap<String, f64>,
+}
+
+impl StepLine {
+    fn of(step: &StepResult, cpu_ms: BTreeMap<String, f64>) -> Self {
+        Self {
+            model: step.model.describe(),
+            offered_rps: step.offered_rps,
+            achieved_rps: step.achieved_rps(),
+            p99_ms: step.latency().p99_us as f64 / 1e3,
+            errors: step.summary.overall.errors,
+            meets_slo: step.meets_slo(SLO_P99_US),
+            placed: step.orders.confirmed + step.orders.rejected + step.orders.pending,
+            window_s: step.window_s,
+            cpu_ms,
+        }
+    }
+
+    /// Cores the processes named `name` used on average in the window.
+    pub fn cores(&self, name: &str) -> f64 {
+        self.cpu_ms.get(name).copied().unwrap_or(0.0) / 1e3 / self.window_s.max(1e-3)
+    }
+}
+
+/// One shape of the scaled service, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub shape: Shape,
+    /// The quota of each replica in service, read back from the kernel.
+    pub quota_in_force: Vec<f64>,
+    /// The closed-model step's achieved rate.
+    pub peak_rps: f64,
+    /// The highest offered rate that met the SLO (0: none did).
+    pub slo_rps: f64,
+    /// The p99 of that step.
+    pub slo_p99_ms: Option<f64>,
+    /// CPU µs per placed order at that step, per process name.
+    pub cpu_us_per_order: BTreeMap<String, f64>,
+    /// Resident memory of each scaled replica at the end of the point, MiB.
+    pub rss_mib: Vec<f64>,
+    /// Resident memory of every service process of the build, MiB.
+    pub build_rss_mib: f64,
+    /// The names of the build's service processes (for CPU per order).
+    pub services: Vec<String>,
+    /// The scaled process's name.
+    pub scaled: String,
+    pub steps: Vec<StepLine>,
+    /// Whether the lab's priority held for the open-model steps ([`priority`]).
+    pub prioritised: bool,
+}
+
+impl Point {
+    /// The step the figure comes from.
+    pub fn slo_step(&self) -> Option<&StepLine> {
+        self.steps
+            .iter()
+            .filter(|s| s.meets_slo)
+            .max_by(|a, b| a.offered_rps.unwrap_or(0.0).total_cmp(&b.offered_rps.unwrap_or(0.0)))
+    }
+
+    /// The closed-model step (the scaled processes at full load).
+    pub fn peak_step(&self) -> Option<&StepLine> {
+        self.steps.iter().find(|s| s.offered_rps.is_none())
+    }
+
+    /// Resident memory of the scaled replicas together.
+    pub fn scaled_rss_mib(&self) -> f64 {
+        self.rss_mib.iter().sum()
+    }
+
+    /// MiB of the scaled replicas per 100 requests/s at the SLO.
+    pub fn mib_per_100_rps(&self) -> Option<f64> {
+        (self.slo_rps > 0.0).then(|| self.scaled_rss_mib() / self.slo_rps * 100.0)
+    }
+
+    /// MiB of every service process per 100 requests/s at the SLO.
+    pub fn build_mib_per_100_rps(&self) -> Option<f64> {
+        (self.slo_rps > 0.0).then(|| self.build_rss_mib / self.slo_rps * 100.0)
+    }
+
+    /// CPU µs per order of the scaled processes, and of all service processes.
+    pub fn cpu_per_order(&self) -> (Option<f64>, Option<f64>) {
+        if self.cpu_us_per_order.is_empty() {
+            return (None, None);
+        }
+        let scaled = self.cpu_us_per_order.get(&self.scaled).copied();
+        let all = self.services.iter().filter_map(|s| self.cpu_us_per_order.get(s)).sum::<f64>();
+        (scaled, Some(all))
+    }
+
+    /// Share of their quota the scaled processes used at full load.
+    pub fn peak_saturation(&self) -> Option<f64> {
+        let step = self.peak_step()?;
+        Some(step.cores(&self.scaled) / self.shape.total_cores())
+    }
+}
+
+/// What to watch: the scaled replicas in service (one name), the build's
+/// other services, the edge, the backing services and the generator.
+fn watch(system: &System, shape: Shape) -> Result<(Watch, Vec<String>)> {
+    let service = scaled(system.build());
+    let mut w = Watch::default();
+    let mut services = Vec::new();
+    for p in system.processes() {
+        let in_service = p.id.service != service || p.id.replica <= shape.replicas;
+        if in_service && let Some(pid) = p.pid {
+            w.add_scoped(p.id.service.binary(), Some(pid), true, Scope::Own);
+            if !services.contains(&p.id.service.binary().to_owned()) {
+                services.push(p.id.service.binary().to_owned());
+            }
+        }
+    }
+    w.add("edge (nginx)", system.edge().and_then(|e| e.supervisor().pid()), true);
+    for (name, port) in [("postgres", 5432), ("redis", 6379), ("rabbitmq", 5672)] {
+        w.add(name, procs::listener_pid(port), false);
+    }
+    w.add_scoped(GENERATOR, Some(std::process::id()), true, Scope::Own);
+    Ok((w, services))
+}
+
+/// One step, with CPU per process sampled at the edges of its window.
+async fn step(
+    target: &Client,
+    pool: &Arc<UserPool>,
+    catalog: &Arc<Vec<Product>>,
+    config: &StepConfig,
+    watch: &Watch,
+) -> Result<(StepResult, BTreeMap<String, f64>)> {
+    let (mut before, mut after) = (None, None);
+    let result = run_step_observed(target, pool.clone(), catalog.clone(), config, |edge| match edge {
+        WindowEdge::Start => before = Some(watch.sample()),
+        WindowEdge::End => after = Some(watch.sample()),
+    })
+    .await?;
+    let cpu = before.zip(after).map(|(b, a)| cpu_delta_ms(&b, &a)).unwrap_or_default();
+    Ok((result, cpu))
+}
+
+/// Measures the system as it is shaped now.
+pub async fn measure(
+    system: &System,
+    target: &Client,
+    pool: &Arc<UserPool>,
+    catalog: &Arc<Vec<Product>>,
+    shape: Shape,
+    timing: &Timing,
+    seed: u64,
+) -> Result<Point> {
+    let service = scaled(system.build());
+    let (watch, services) = watch(system, shape)?;
+    let config = |model: Model, secs: f64| {
+        let mut c = StepConfig::new(target.base_url(), model);
+        c.label = format!("{} {}", shape.describe(), model.describe());
+        c.group = shape.describe();
+        c.duration = Duration::from_secs_f64(secs);
+        c.warmup = Duration::from_secs_f64(timing.warmup_s);
+        c.mix = mix();
+        c.seed = seed;
+        c.request_timeout = Duration::from_secs(5);
+        c.progress = false;
+        c.check = false;
+        c
+    };
+    let mut results: Vec<StepResult> = Vec::new();
+    let mut lines = Vec::new();
+    let users = (timing.peak_users_per_quarter as f64 * shape.total_cores() / 0.25).round().max(1.0) as usize;
+    let (peak, cpu) = step(target, pool, catalog, &config(Model::Closed { users }, timing.peak_s), &watch).await?;
+    let peak_rps = peak.achieved_rps();
+    lines.push(StepLine::of(&peak, cpu));
+    // Full load grew the pools: their new database backends get the lab's priority too.
+    let prioritised = priority::claim(system, &replicas(service)).await;
+    for level in timing.levels {
+        let rate = level_rate(peak_rps, *level);
+        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch).await?;
+        let missed = !r.meets_slo(SLO_P99_US);
+        lines.push(StepLine::of(&r, cpu));
+        results.push(r);
+        // Higher rates would miss it too, and only pile up queues.
+        if missed {
+            break;
+        }
+    }
+    for _ in 0..timing.refines {
+        let refs: Vec<&StepResult> = results.iter().collect();
+        let Some(rate) = refinement(&refs, SLO_P99_US, 0.04) else { break };
+        // Let the queues the failing step left behind drain.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch).await?;
+        lines.push(StepLine::of(&r, cpu));
+        results.push(r);
+    }
+    let refs: Vec<&StepResult> = results.iter().collect();
+    let slo_rps = slo_throughput(&refs, SLO_P99_US);
+    let best = lines.iter().rfind(|l| l.meets_slo && l.offered_rps == Some(slo_rps));
+    let cpu_us_per_order = best.map(|l| per_unit(&l.cpu_ms, l.placed)).unwrap_or_default();
+    let slo_p99_ms = best.map(|l| l.p99_ms);
+    let mut quota_in_force = Vec::new();
+    let mut rss_mib = Vec::new();
+    for r in 1..=shape.replicas {
+        let id = ProcessId::new(service, r);
+        quota_in_force.push(system.cgroup(id).and_then(|g| g.cpu_quota()).unwrap_or(0.0));
+        let pid = system.process(id)?.pid.with_context(|| format!("{id} is not running"))?;
+        rss_mib.push(rss_bytes(pid).unwrap_or(0) as f64 / (1024.0 * 1024.0));
+    }
+    let build_rss_mib = system
+        .processes()
+        .iter()
+        .filter(|p| p.id.service != service || p.id.replica <= shape.replicas)
+        .filter_map(|p| p.pid.and_then(rss_bytes))
+        .sum::<u64>() as f64
+        / (1024.0 * 1024.0);
+    Ok(Point {
+        shape,
+        quota_in_force,
+        peak_rps,
+        slo_rps,
+        slo_p99_ms,
+        cpu_us_per_order,
+        rss_mib,
+        build_rss_mib,
+        services,
+        scaled: service.binary().to_owned(),
+        steps: lines,
+        prioritised,
+    })
+}

@@ -1,0 +1,533 @@
+//! The scaling lab's checks and report: throughput at the SLO against the
+//! cores given, memory and CPU per unit of work, for each build and axis;
+//! and the self-test that shows the checks fail on results that do not
+//! scale.
+
+use std::collections::BTreeMap;
+
+use twinshop_loadtest::{
+    CheckReport,
+    report::{
+        doc::{Block, Document, Section, Shown, Table, Text},
+        svg::{BarChart, BarSeries, LineChart, LineSeries, Scale, bar_chart, line_chart},
+    },
+};
+
+use super::{
+    BuildRun, MAX_REPLICAS, Results, SHARE, Shape, Timing,
+    point::{Point, StepLine},
+};
+use crate::common::{Checks, LabArgs, LabOutcome, provenance, say, verdict};
+
+/// Going from 1 to 2 capped replicas must give at least this many times
+/// the throughput at the SLO (ideal: 2).
+pub const OUT_1_TO_2: f64 = 1.6;
+
+/// Going from 1 to 3 capped replicas of the order service must give at
+/// least this many times (ideal: 3; on 2 cores the rest of the shop, the
+/// database and the generator compete for what is left).
+pub const OUT_1_TO_3: f64 = 2.1;
+
+/// Going from a quarter to half a core must give at least this many times.
+pub const UP_TO_HALF: f64 = 1.6;
+
+/// At full load (the closed-model step) the capped replicas must use at
+/// least this share of their quota: they were the bottleneck.
+pub const SATURATED: f64 = 0.8;
+
+fn find(run: &BuildRun, replicas: u16, cores_each: f64) -> Option<&Point> {
+    run.points.iter().find(|p| p.shape.replicas == replicas && p.shape.cores_each == cores_each)
+}
+
+fn ratio(a: Option<&Point>, b: Option<&Point>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b.slo_rps > 0.0).then(|| a.slo_rps / b.slo_rps)
+}
+
+fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "-".to_owned(), f)
+}
+
+fn scaling_check(c: &mut Checks, run: &BuildRun, to: Shape, from: Shape, at_least: f64, what: &str) {
+    let (a, b) = (find(run, to.replicas, to.cores_each), find(run, from.replicas, from.cores_each));
+    let Some((a, b)) = a.zip(b) else { return };
+    let r = ratio(Some(a), Some(b));
+    c.check(
+        format!(
+            "{}: {what} ({} → {}) gives at least {at_least}× the throughput at the SLO",
+            run.scaled,
+            from.describe(),
+            to.describe()
+        ),
+        r.is_some_and(|r| r >= at_least),
+        format!("{:.0} → {:.0} rps: {}", b.slo_rps, a.slo_rps, fmt_opt(r, |r| format!("{r:.2}×"))),
+    );
+}
+
+/// The lab's assertions.
+pub fn checks(results: &Results) -> Checks {
+    let mut c = Checks::default();
+    let base = Shape { replicas: 1, cores_each: SHARE };
+    for run in &results.runs {
+        for p in run.points.iter().filter(|p| p.shape.is_horizontal()) {
+            let sat = p.peak_saturation().unwrap_or(0.0);
+            let quotas_held = p.quota_in_force.iter().all(|q| (q - p.shape.cores_each).abs() < 1e-3);
+            c.check(
+                format!(
+                    "{}, {}: the kernel held each replica to its quota, and at full load the replicas used at least {:.0} % of it (they are the bottleneck)",
+                    run.scaled,
+                    p.shape.describe(),
+                    SATURATED * 100.0
+                ),
+                quotas_held && (SATURATED..=1.05).contains(&sat),
+                format!(
+                    "quota in force {:?} core; used {:.2} of {:.2} cores ({:.0} %) in the closed-model step",
+                    p.quota_in_force,
+                    sat * p.shape.total_cores(),
+                    p.shape.total_cores(),
+                    sat * 100.0
+                ),
+            );
+        }
+        let out2 = Shape { replicas: 2, cores_each: SHARE };
+        scaling_check(&mut c, run, out2, base, OUT_1_TO_2, "scaling out");
+        if run.build == "microservices" {
+            scaling_check(&mut c, run, Shape { replicas: 3, cores_each: SHARE }, base, OUT_1_TO_3, "scaling out");
+        }
+        scaling_check(&mut c, run, Shape { replicas: 1, cores_each: 0.5 }, base, UP_TO_HALF, "scaling up");
+        if let Some(check) = &run.check {
+            c.check(
+                format!(
+                    "{}: nothing lived in a replica: after replicas came and went, every wallet and order adds up",
+                    run.build
+                ),
+                check.passed,
+                check_evidence(check),
+            );
+        }
+    }
+    if let (Some(micro), Some(mono)) = (results.run("microservices"), results.run("monolith")) {
+        for n in 2..=MAX_REPLICAS {
+            let (Some(o), Some(m)) = (find(micro, n, SHARE), find(mono, n, SHARE)) else { continue };
+            let (om, mm) = (o.mib_per_100_rps(), m.mib_per_100_rps());
+            c.check(
+                format!("scaled out to {n} replicas, the monolith needs more memory per unit of throughput than the order service"),
+                om.zip(mm).is_some_and(|(o, m)| m > o),
+                format!(
+                    "resident MiB per 100 rps at the SLO: monolith {} ({:.0} MiB / {:.0} rps), order service {} ({:.0} MiB / {:.0} rps)",
+                    fmt_opt(mm, |v| format!("{v:.1}")),
+                    m.scaled_rss_mib(),
+                    m.slo_rps,
+                    fmt_opt(om, |v| format!("{v:.1}")),
+                    o.scaled_rss_mib(),
+                    o.slo_rps
+                ),
+            );
+        }
+    }
+    c
+}
+
+fn check_evidence(check: &CheckReport) -> String {
+    if check.passed {
+        format!("{} users and {} orders checked: every invariant held", check.users_checked, check.orders_checked)
+    } else {
+        format!("{} violations, first: {}", check.violation_count, check.violations.join("; "))
+    }
+}
+
+fn rps(v: f64) -> String {
+    format!("{v:.0}")
+}
+fn cores(v: f64) -> String {
+    format!("{v:.2}")
+}
+fn mib(v: f64) -> String {
+    format!("{v:.1}")
+}
+fn micros(v: f64) -> String {
+    if v >= 1000.0 { format!("{:.1} ms", v / 1e3) } else { format!("{v:.0} µs") }
+}
+fn ms(v: f64) -> String {
+    format!("{v:.0} ms")
+}
+
+/// The headline table: one row per build and point.
+fn table(results: &Results) -> Table {
+    let mut t = Table::new(&[
+        "scaled",
+        "shape",
+        "cores",
+        "throughput at the SLO (rps)",
+        "× the base",
+        "p99 there",
+        "CPU per order (scaled)",
+        "CPU per order (all services)",
+        "resident MiB (scaled)",
+        "MiB per 100 rps (scaled)",
+        "MiB per 100 rps (all services)",
+    ]);
+    for run in &results.runs {
+        let base = find(run, 1, SHARE);
+        for p in &run.points {
+            let (scaled, all) = p.cpu_per_order();
+            t.rows.push(vec![
+                run.scaled.clone(),
+                p.shape.describe(),
+                cores(p.shape.total_cores()),
+                rps(p.slo_rps),
+                fmt_opt(ratio(Some(p), base), |r| format!("{r:.2}×")),
+                fmt_opt(p.slo_p99_ms, ms),
+                fmt_opt(scaled, micros),
+                fmt_opt(all, micros),
+                format!("{:.0}", p.scaled_rss_mib()),
+                fmt_opt(p.mib_per_100_rps(), mib),
+                fmt_opt(p.build_mib_per_100_rps(), mib),
+            ]);
+        }
+    }
+    t
+}
+
+fn throughput_chart(results: &Results) -> String {
+    let mut series = Vec::new();
+    for run in &results.runs {
+        for (axis, pick) in [("out", Shape::is_horizontal as fn(&Shape) -> bool), ("up", Shape::is_vertical)] {
+            let points: Vec<(f64, f64)> =
+                run.points.iter().filter(|p| pick(&p.shape)).map(|p| (p.shape.total_cores(), p.slo_rps)).collect();
+            if points.len() > 1 {
+                let how = if axis == "out" { format!("replicas × {SHARE}") } else { "1 replica".to_owned() };
+                series.push(LineSeries { name: format!("{}, scaled {axis} ({how})", run.scaled), points });
+            }
+        }
+        if let Some(base) = find(run, 1, SHARE) {
+            let max = run.points.iter().map(|p| p.shape.total_cores()).fold(SHARE, f64::max);
+            series.push(LineSeries {
+                name: format!("{}: linear from its base", run.scaled),
+                points: vec![(SHARE, base.slo_rps), (max, base.slo_rps * max / SHARE)],
+            });
+        }
+    }
+    line_chart(&LineChart {
+        title: "Throughput at the SLO against the cores given to the scaled service".into(),
+        x_label: "cores (replicas × quota)".into(),
+        y_label: "requests/s at the SLO".into(),
+        series,
+        y_scale: Scale::Linear,
+        x_format: cores,
+        y_format: rps,
+        threshold: None,
+    })
+}
+
+fn shapes_of(results: &Results) -> Vec<Shape> {
+    let mut shapes: Vec<Shape> = Vec::new();
+    for p in results.runs.iter().flat_map(|r| &r.points) {
+        if !shapes.contains(&p.shape) {
+            shapes.push(p.shape);
+        }
+    }
+    shapes
+}
+
+fn per_shape_chart(
+    results: &Results,
+    title: &str,
+    value: impl Fn(&Point) -> Option<f64>,
+    format: fn(f64) -> String,
+) -> String {
+    let shapes = shapes_of(results);
+    let series = results
+        .runs
+        .iter()
+        .map(|run| BarSeries {
+            name: run.scaled.clone(),
+            values: shapes
+                .iter()
+                .map(|s| find(run, s.replicas, s.cores_each).and_then(&value).unwrap_or(0.0))
+                .collect(),
+        })
+        .collect();
+    bar_chart(&BarChart {
+        title: title.to_owned(),
+        categories: shapes.iter().map(Shape::describe).collect(),
+        series,
+        scale: Scale::Linear,
+        format,
+    })
+}
+
+fn latency_chart(run: &BuildRun, slo_ms: f64) -> String {
+    let series = run
+        .points
+        .iter()
+        .map(|p| {
+            let mut points: Vec<(f64, f64)> =
+                p.steps.iter().filter_map(|s| s.offered_rps.map(|r| (r, s.p99_ms.max(0.1)))).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            LineSeries { name: p.shape.describe(), points }
+        })
+        .collect();
+    line_chart(&LineChart {
+        title: format!("{}: p99 against offered load, per shape", run.scaled),
+        x_label: "offered requests/s".into(),
+        y_label: "p99".into(),
+        series,
+        y_scale: Scale::Log,
+        x_format: rps,
+        y_format: ms,
+        threshold: Some((slo_ms, format!("SLO {slo_ms:.0} ms"))),
+    })
+}
+
+fn steps_table(p: &Point) -> Table {
+    let mut t =
+        Table::new(&["step", "achieved rps", "p99", "errors", "SLO", "scaled cores used", "all services' cores"]);
+    for s in &p.steps {
+        let all: f64 = p.services.iter().map(|n| s.cores(n)).sum();
+        t.rows.push(vec![
+            s.model.clone(),
+            rps(s.achieved_rps),
+            ms(s.p99_ms),
+            s.errors.to_string(),
+            if s.offered_rps.is_none() {
+                "(peak)".into()
+            } else if s.meets_slo {
+                "met".into()
+            } else {
+                "missed".into()
+            },
+            cores(s.cores(&p.scaled)),
+            cores(all),
+        ]);
+    }
+    t
+}
+
+/// Cores the whole machine was busy at a step (every name, the rest of the machine included).
+fn machine_cores(s: &StepLine) -> f64 {
+    s.cpu_ms.values().sum::<f64>() / 1e3 / s.window_s.max(1e-3)
+}
+
+fn two_cores(results: &Results) -> Section {
+    let mut s = Section::new("What two cores can and cannot show");
+    s.paragraph(Text::markup(&format!(
+        "Every process here shares one machine with **2 cores**: the scaled replicas, the rest of the shop, PostgreSQL, Redis, RabbitMQ, the edge and the load generator (and, on this shared machine, other engineers' builds). Capping each replica at **{SHARE} core** makes it the bottleneck, so adding a replica adds a known slice of CPU; it does not add a machine. What the cap cannot remove is everything else growing with the load: at the highest throughput the machine was this busy:"
+    )));
+    let mut t = Table::new(&[
+        "scaled",
+        "shape",
+        "scaled cores",
+        "all services",
+        "postgres",
+        "edge",
+        "generator",
+        "rest of the machine",
+        "machine total",
+    ]);
+    for run in &results.runs {
+        for p in &run.points {
+            let Some(step) = p.slo_step() else { continue };
+            let all: f64 = p.services.iter().map(|n| step.cores(n)).sum();
+            t.rows.push(vec![
+                run.scaled.clone(),
+                p.shape.describe(),
+                cores(step.cores(&p.scaled)),
+                cores(all),
+                cores(step.cores("postgres")),
+                cores(step.cores("edge (nginx)")),
+                cores(step.cores(twinshop_loadtest::compare::GENERATOR)),
+                cores(step.cores(twinshop_loadtest::compare::procs::OTHER)),
+                cores(machine_cores(step)),
+            ]);
+        }
+    }
+    s.table(t);
+    s.paragraph(Text::markup(
+        "So scaling out the capped service is linear only while the machine has idle CPU for the work that grows with it; the points near the machine's 2 cores show the *hardware ceiling* of the seed's scaling up, and no point here can show what a second machine adds. On a cluster each replica is a pod with its own `resources.limits.cpu`, and nodes add real cores: `docs/concepts/scaling.md` has the kind recipe (`kubectl scale`, the HPA in `k8s/`).",
+    ));
+    s
+}
+
+/// The whole report.
+pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &str, took_s: f64) -> Document {
+    let mut doc = Document::new("Scaling up and out: a capped order service and a capped monolith");
+    let passed = checks.all_passed();
+    doc.lead.push(verdict(passed, if passed {
+        "Capped replicas of the stateless order service scale out: each added quarter core adds throughput at the SLO. The monolith scales out too, but only whole: every replica carries all three areas, so it pays more memory per unit of throughput."
+    } else {
+        "At least one check failed: see below."
+    }));
+    doc.lead.push(Block::Table(table(results)));
+    doc.lead.push(Block::Paragraph(Text::markup(&format!(
+        "Throughput at the SLO: the highest offered rate (open model, the loadtest's default mix) whose p99 stayed at most **{:.0} ms** with no error, found by the loadtest's search (a closed-model peak, a ladder of fractions of it, then bisection). CPU per order: CPU time of the scaled processes (and of every service process of the build) in that step's window per order placed. Memory: resident set (RSS) of the processes at the end of the point.",
+        results.slo_p99_ms
+    ))));
+    let mut charts = Section::new("Throughput, memory and CPU by shape");
+    charts.chart("Throughput at the SLO against cores", throughput_chart(results));
+    charts.chart(
+        "Resident memory of the scaled processes per 100 rps at the SLO",
+        per_shape_chart(
+            results,
+            "Resident MiB of the scaled processes per 100 rps at the SLO",
+            Point::mib_per_100_rps,
+            mib,
+        ),
+    );
+    charts.chart(
+        "CPU per order, all service processes",
+        per_shape_chart(
+            results,
+            "CPU per placed order, all service processes of the build",
+            |p| p.cpu_per_order().1,
+            micros,
+        ),
+    );
+    doc.push(charts);
+    doc.push(two_cores(results));
+    for run in &results.runs {
+        let mut s = Section::new(format!("{}: every step", run.scaled)).shown(Shown::Folded);
+        s.chart(format!("{}: p99 against offered load", run.scaled), latency_chart(run, results.slo_p99_ms));
+        for p in &run.points {
+            s.push(Block::Subheading(format!(
+                "{} {} (quota in force {:?}, resident {:?} MiB)",
+                run.scaled,
+                p.shape.describe(),
+                p.quota_in_force,
+                p.rss_mib.iter().map(|m| m.round()).collect::<Vec<_>>()
+            )));
+            s.table(steps_table(p));
+        }
+        doc.push(s);
+    }
+    let mut all = Section::new("Every check");
+    all.table(checks.table());
+    all.paragraph(Text::plain(format!("Load average when the lab started: {}.", results.load_before)));
+    doc.push(all);
+    doc.push(provenance(args, started, took_s));
+    doc
+}
+
+/// Made-up results for the self-test: `scales` says whether they show the
+/// concept (replicas add throughput, the monolith is the heavier unit).
+pub fn synthetic(scales: bool) -> Results {
+    let step = |offered: Option<f64>, achieved: f64, scaled: &str, cores_used: f64, meets: bool| StepLine {
+        model: offered.map_or("closed 32 users".into(), |r| format!("open {r} rps")),
+        offered_rps: offered,
+        achieved_rps: achieved,
+        p99_ms: if meets { 40.0 } else { 900.0 },
+        errors: 0,
+        meets_slo: meets,
+        placed: (achieved * 4.0) as u64,
+        window_s: 10.0,
+        cpu_ms: BTreeMap::from([(scaled.to_owned(), cores_used * 1e4)]),
+    };
+    let point = |scaled: &str, replicas: u16, cores_each: f64, rate: f64, rss_each: f64| {
+        let total = f64::from(replicas) * cores_each;
+        let used = if scales { total * 0.95 } else { total * 0.5 };
+        Point {
+            shape: Shape { replicas, cores_each },
+            quota_in_force: vec![cores_each; usize::from(replicas)],
+            peak_rps: rate * 1.1,
+            slo_rps: rate,
+            slo_p99_ms: Some(40.0),
+            cpu_us_per_order: BTreeMap::from([(scaled.to_owned(), 2000.0)]),
+            rss_mib: vec![rss_each; usize::from(replicas)],
+            build_rss_mib: rss_each * f64::from(replicas) + 40.0,
+            services: vec![scaled.to_owned()],
+            scaled: scaled.to_owned(),
+            steps: vec![
+                step(None, rate * 1.1, scaled, used, false),
+                step(Some(rate), rate, scaled, used * 0.9, true),
+                step(Some(rate * 1.2), rate * 1.1, scaled, used, false),
+            ],
+            prioritised: true,
+        }
+    };
+    let grow = |n: u16| if scales { f64::from(n) * 0.95 } else { 1.0 + 0.05 * f64::from(n - 1) };
+    let (order_rss, mono_rss) = if scales { (20.0, 45.0) } else { (45.0, 20.0) };
+    let runs = [("microservices", "order-service", 100.0, order_rss), ("monolith", "monolith", 80.0, mono_rss)]
+        .into_iter()
+        .map(|(build, scaled, base, rss)| BuildRun {
+            build: build.into(),
+            scaled: scaled.into(),
+            points: vec![
+                point(scaled, 1, SHARE, base, rss),
+                point(scaled, 2, SHARE, base * grow(2), rss),
+                point(scaled, 3, SHARE, base * grow(3), rss),
+                point(scaled, 1, 0.5, base * grow(2), rss),
+                point(scaled, 1, 1.0, base * grow(3), rss),
+            ],
+            check: None,
+            priority: true,
+        })
+        .collect();
+    Results { slo_p99_ms: 100.0, share: SHARE, timing: Timing::new(true), runs, load_before: "synthetic".into() }
+}
+
+/// `lab run scaling --self-test`: the checks pass on results that scale,
+/// and every one of them fails on results that do not.
+pub fn self_test(args: &LabArgs) -> anyhow::Result<LabOutcome> {
+    let good = checks(&synthetic(true));
+    let bad = checks(&synthetic(false));
+    good.print("scaling self-test, results that scale (every check must pass):");
+    bad.print("scaling self-test, results that do not scale (every check must fail):");
+    let caught = bad.0.iter().all(|c| !c.passed);
+    let passed = good.all_passed() && caught && !bad.0.is_empty();
+    say(&format!(
+        "scaling self-test: {} checks pass on scaling results; {} of {} fail on flat ones",
+        good.0.len(),
+        bad.0.iter().filter(|c| !c.passed).count(),
+        bad.0.len()
+    ));
+    let _ = args;
+    Ok(LabOutcome { passed, files: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_that_scale_pass_every_check() {
+        let c = checks(&synthetic(true));
+        assert!(c.all_passed(), "{:#?}", c.0.iter().filter(|c| !c.passed).collect::<Vec<_>>());
+        assert!(c.0.len() >= 10, "{} checks", c.0.len());
+    }
+
+    #[test]
+    fn results_that_do_not_scale_fail_every_check() {
+        let c = checks(&synthetic(false));
+        let held: Vec<_> = c.0.iter().filter(|c| c.passed).map(|c| &c.name).collect();
+        assert!(held.is_empty(), "these held on flat results: {held:#?}");
+    }
+
+    #[test]
+    fn a_replica_that_is_not_held_to_its_quota_fails_the_bottleneck_check() {
+        let mut r = synthetic(true);
+        r.runs[0].points[1].quota_in_force = vec![SHARE, 1.0];
+        let c = checks(&r);
+        let failed: Vec<_> = c.0.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].contains("2 × 0.25 core") && failed[0].contains("bottleneck"), "{failed:?}");
+    }
+
+    #[test]
+    fn the_report_has_a_row_per_point_and_the_charts() {
+        let r = synthetic(true);
+        let args = LabArgs {
+            builds: crate::common::Builds::Both,
+            quick: true,
+            self_test: true,
+            out: std::env::temp_dir(),
+            bin_dir: "target/debug".into(),
+            seed: 7,
+            command: "lab run scaling".into(),
+        };
+        let doc = document(&r, &checks(&r), &args, "now", 1.0);
+        let Block::Table(t) = &doc.lead[1] else { panic!("the headline table") };
+        assert_eq!(t.rows.len(), 10);
+        assert_eq!(t.rows[1][4], "1.90×");
+        assert!(doc.charts().count() >= 5);
+    }
+}
