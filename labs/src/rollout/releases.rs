@@ -8,7 +8,9 @@
 //! recompiles those units only (3.4 s in the dev profile here; a release
 //! profile relinks with thin LTO, minutes). Both releases are copied under
 //! the target folder, so a build someone else starts meanwhile cannot
-//! change what runs, and `bin_dir` is rebuilt as it was afterwards.
+//! change what runs, and release A's binaries are put back into `bin_dir`
+//! afterwards (renamed over B's: a second relink would wait for cargo's
+//! lock again, and a process running B's file keeps its inode).
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +63,17 @@ fn copy_release(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Puts the binaries of `from` into `to`, each through a temporary file
+/// renamed over the old one (a running binary cannot be written to).
+fn put_back(from: &Path, to: &Path) -> Result<()> {
+    for s in SERVICES {
+        let tmp = to.join(format!(".{}.rollout-{}", s.binary(), std::process::id()));
+        std::fs::copy(from.join(s.binary()), &tmp).with_context(|| format!("copying {}", s.binary()))?;
+        std::fs::rename(&tmp, to.join(s.binary())).with_context(|| format!("putting {} back", s.binary()))?;
+    }
+    Ok(())
+}
+
 /// `cargo build` of the four binaries into `bin_dir`'s target folder with
 /// this identity.
 fn cargo_build(bin_dir: &Path, commit: &str, release: &str) -> Result<()> {
@@ -91,7 +104,7 @@ fn cargo_build(bin_dir: &Path, commit: &str, release: &str) -> Result<()> {
 
 impl Releases {
     /// Copies release A from `bin_dir`, builds release B (`<A's release>-b`,
-    /// same commit) and copies it, then rebuilds `bin_dir` as release A.
+    /// same commit) and copies it, then puts release A back into `bin_dir`.
     pub fn prepare(bin_dir: &Path) -> Result<Self> {
         let bin_dir = std::path::absolute(bin_dir).context("the binary folder")?;
         let a_identity = identity_of(&bin_dir)?;
@@ -114,8 +127,8 @@ impl Releases {
         copy_release(&bin_dir, &b_dir)?;
         let b_identity = identity_of(&b_dir)?;
         ensure!(b_identity.release == b_release, "release B says {b_identity}");
-        say("rebuilding the binary folder as release A");
-        cargo_build(&bin_dir, &a_identity.commit, &a_identity.release)?;
+        say("putting release A back into the binary folder");
+        put_back(&a_dir, &bin_dir)?;
         let restored = identity_of(&bin_dir)?;
         ensure!(restored == a_identity, "the binary folder now says {restored}, not {a_identity}");
         Ok(Self {
