@@ -22,15 +22,20 @@
 //! - [`identity`]: a binary's and a running process's release identity
 //!   and config fingerprint;
 //! - [`probe`]: steady requests per endpoint group, availability and p99;
-//! - one module per lab: [`faults`], [`isolation`], [`cap`].
+//! - one module per lab: [`faults`], [`isolation`], [`cap`], [`scaling`],
+//!   [`rollout`], [`twelve_factor`], [`discovery`].
 
 pub mod backing;
 pub mod cap;
 pub mod catalog;
 pub mod common;
+pub mod discovery;
 pub mod faults;
 pub mod identity;
 pub mod isolation;
 pub mod manifests;
 pub mod probe;
 pub mod proxy;
+pub mod rollout;
+pub mod scaling;
+pub mod twelve_factor;
