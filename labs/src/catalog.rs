@@ -38,9 +38,19 @@ pub const LABS: &[Entry] = &[
         claim: "a leak or a CPU burn in one area takes the whole monolith down (or slows it), and only that service across processes",
     },
     Entry {
+        name: "discovery",
+        seed: "4.3, service discovery",
+        claim: "behind an L4 balancer gRPC pins to one replica; per-request balancing (L7, or the client from DNS or etcd) spreads calls, and the client drops a dead replica and finds a new one in seconds",
+    },
+    Entry {
         name: "cap",
         seed: "4.1, the CAP theorem",
         claim: "cut apart, a replicated system refuses (strict mode, etcd's lone member) or answers stale (available mode, a Redis replica); it cannot do both",
+    },
+    Entry {
+        name: "scaling",
+        seed: "4.2 (and 2.2, factor 8), scaling up vs out",
+        claim: "capped replicas of the stateless order service add throughput at the SLO; the monolith scales out only whole, paying more memory per unit of throughput",
     },
 ];
 
@@ -51,7 +61,9 @@ pub async fn run(name: &str, args: &LabArgs) -> Result<LabOutcome> {
         "rollout" => Box::pin(crate::rollout::run(args)).await,
         "twelve-factor" => Box::pin(crate::twelve_factor::run(args)).await,
         "isolation" => crate::isolation::run(args).await,
+        "discovery" => crate::discovery::run(args).await,
         "cap" => crate::cap::run(args).await,
+        "scaling" => crate::scaling::run(args).await,
         other => bail!("no lab named {other:?}; `lab list` shows them"),
     }
 }
