@@ -1,6 +1,11 @@
 # twinshop developer commands. Each target is a thin wrapper around a script
 # or cargo, so nothing here is magic.
 
+# Every binary's release identity (README, "Release identity"): the
+# checkout's commit unless the caller set TWINSHOP_COMMIT.
+TWINSHOP_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+export TWINSHOP_COMMIT
+
 .PHONY: run run-monolith test check services
 
 ## Run the microservices as local processes behind the edge on :8080 (Postgres/Redis/RabbitMQ on localhost: installed and started first when missing).
