@@ -133,6 +133,8 @@ struct Row {
     body: serde_json::Value,
     trace_context: serde_json::Value,
     attempts: i32,
+    /// Seconds since the transaction that wrote it (for the relay delay).
+    age_seconds: f64,
 }
 
 /// Moves outbox rows to a [`Publisher`].
@@ -184,8 +186,10 @@ impl Relay {
 
     async fn pass(&self) -> anyhow::Result<Pass> {
         let mut tx = self.pool.begin().await.context("beginning the relay transaction")?;
+        let claimed = std::time::Instant::now();
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT event_id, event_type, body, trace_context, attempts FROM outbox \
+            "SELECT event_id, event_type, body, trace_context, attempts, \
+             EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age_seconds FROM outbox \
              WHERE published_at IS NULL AND next_attempt_at <= now() \
              ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -196,6 +200,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(Pass::default());
         }
+        let ages: Vec<f64> = rows.iter().map(|r| r.age_seconds).collect();
         let batch: Vec<OutboxMessage> = rows
             .into_iter()
             .map(|r| OutboxMessage {
@@ -208,10 +213,14 @@ impl Relay {
             .collect();
         let results = self.publisher.publish(&batch).await;
         let mut published = Vec::new();
+        let mut delays = Vec::new();
         let (mut failed, mut first_error) = (0, None);
-        for (msg, result) in batch.iter().zip(results) {
+        for ((msg, result), age) in batch.iter().zip(results).zip(ages) {
             match result {
-                Delivery::Done => published.push(msg.event_id),
+                Delivery::Done => {
+                    published.push(msg.event_id);
+                    delays.push(age);
+                }
                 Delivery::DeadLettered { reason } => {
                     tracing::error!(event_id = %msg.event_id, event_type = msg.event_type, reason,
                         "event dead-lettered; kept in the outbox");
@@ -252,6 +261,13 @@ impl Relay {
             .context("marking rows published")?;
         tx.commit().await.context("committing the relay transaction")?;
         metrics::counter!("outbox_published_total", "area" => self.area).increment(published.len() as u64);
+        // From the writing transaction to now, when the publication is
+        // confirmed and recorded.
+        let since_claim = claimed.elapsed().as_secs_f64();
+        let delay = metrics::histogram!("outbox_relay_delay_seconds", "area" => self.area);
+        for age in delays {
+            delay.record(age + since_claim);
+        }
         Ok(Pass { published: published.len(), failed, first_error })
     }
 
