@@ -162,11 +162,16 @@ async fn run(args: Args) -> Result<()> {
     }
     if args.build {
         say("building (release)...");
-        let built = std::process::Command::new("cargo")
-            .args(["build", "--release", "--quiet", "--bins"])
-            .current_dir(&root)
-            .status()
-            .context("running cargo (is it on PATH?)")?;
+        let mut cargo = std::process::Command::new("cargo");
+        cargo.args(["build", "--release", "--quiet", "--bins"]).current_dir(&root);
+        // The binaries' release identity (crates/platform/src/build_info.rs):
+        // the checkout's commit unless the caller set one.
+        if std::env::var_os("TWINSHOP_COMMIT").is_none()
+            && let Some(commit) = head_commit(&root)
+        {
+            cargo.env("TWINSHOP_COMMIT", commit);
+        }
+        let built = cargo.status().context("running cargo (is it on PATH?)")?;
         if !built.success() {
             bail!("cargo build --release --bins failed ({built})");
         }
@@ -260,6 +265,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `git rev-parse HEAD` in `root`, when it is a git checkout.
+fn head_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root).output().ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
 }
 
 #[cfg(test)]
