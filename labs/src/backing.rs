@@ -58,7 +58,7 @@ impl Instance {
         }
     }
 
-    /// Starts it and waits until its port accepts connections.
+    /// Starts it and waits until its port accepts connections (Postgres: sessions).
     pub async fn start(&self) -> Result<Duration> {
         let started = Instant::now();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
@@ -85,6 +85,18 @@ impl Instance {
                 bail!("{} exited at start ({status}); see {}", self.kind.name(), self.log.display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // PostgreSQL opens its port before it accepts sessions ("the
+        // database system is starting up"): wait for a real one.
+        if self.kind == Kind::Postgres {
+            use sqlx::Connection as _;
+            let url = format!("{}/postgres", self.url());
+            while sqlx::PgConnection::connect(&url).await.is_err() {
+                if Instant::now() > deadline {
+                    bail!("postgres did not accept a session within 60 s (see {})", self.log.display());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         Ok(started.elapsed())
     }
