@@ -437,7 +437,7 @@ impl RequestBuilder<'_> {
             Err(why) => return Err(fail(TransportError::InvalidRequest, Some(why))),
         };
         let recorded_path = client.shared.recorder.as_ref().map(|_| uri.path().to_owned());
-        let safe = resend::safe_to_repeat(&method, &headers);
+        let safe = resend::safe_to_repeat(&method, uri.path(), &headers);
         // Kept for a resend: a request is consumed by sending it.
         let again = (uri.clone(), headers.clone(), body.clone());
         let request = |uri, headers, body| {

@@ -14,9 +14,10 @@
 //! does not resend a request that was written (wholly or partly) when the
 //! connection died before any response byte, since the server may have
 //! seen it. That is the reload race above, and this module adds it, for
-//! requests that are safe to send twice: `GET`, `HEAD`, `OPTIONS`, and any
+//! requests that are safe to send twice: `GET`, `HEAD`, `OPTIONS`, any
 //! request with an `Idempotency-Key` (the server answers a repeat with the
-//! first answer). hyper-util's own retry is turned off and done here too,
+//! first answer), and a cancellation (cancelling a cancelled order returns
+//! it unchanged). hyper-util's own retry is turned off and done here too,
 //! so that every resend is counted in one place ([`crate::Client::resends`]).
 //!
 //! How a failure is judged: every connection is a `TrackedStream` that
@@ -182,11 +183,22 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// Whether a request with this method and these headers may be sent twice
-/// after it was written: `GET`, `HEAD`, `OPTIONS`, or it carries an
-/// `Idempotency-Key`.
-pub(crate) fn safe_to_repeat(method: &Method, headers: &http::HeaderMap) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || headers.contains_key("idempotency-key")
+/// Whether a request with this method, path and these headers may be sent
+/// twice after it was written: `GET`, `HEAD`, `OPTIONS`, one that carries an
+/// `Idempotency-Key`, or a cancellation (`POST /v1/orders/{id}/cancel`),
+/// which the API makes idempotent by itself: cancelling a cancelled order
+/// returns it unchanged (docs/api.md).
+pub(crate) fn safe_to_repeat(method: &Method, path: &str, headers: &http::HeaderMap) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key("idempotency-key")
+        || (*method == Method::POST && is_cancellation(path))
+}
+
+/// `/v1/orders/{id}/cancel`, nothing else.
+fn is_cancellation(path: &str) -> bool {
+    path.strip_prefix("/v1/orders/")
+        .and_then(|rest| rest.strip_suffix("/cancel"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Whether a request that failed with `error` may be sent again on a new
@@ -245,12 +257,20 @@ mod tests {
     #[test]
     fn only_safe_or_keyed_requests_may_be_repeated() {
         let mut headers = http::HeaderMap::new();
-        assert!(safe_to_repeat(&Method::GET, &headers));
-        assert!(safe_to_repeat(&Method::HEAD, &headers));
-        assert!(safe_to_repeat(&Method::OPTIONS, &headers));
-        assert!(!safe_to_repeat(&Method::POST, &headers));
-        assert!(!safe_to_repeat(&Method::PATCH, &headers));
+        let orders = "/v1/orders";
+        assert!(safe_to_repeat(&Method::GET, orders, &headers));
+        assert!(safe_to_repeat(&Method::HEAD, orders, &headers));
+        assert!(safe_to_repeat(&Method::OPTIONS, orders, &headers));
+        assert!(!safe_to_repeat(&Method::POST, orders, &headers));
+        assert!(!safe_to_repeat(&Method::PATCH, orders, &headers));
+        // A cancellation is idempotent by the API's own rule; nothing else
+        // that merely looks like one is.
+        assert!(safe_to_repeat(&Method::POST, "/v1/orders/0192-ab/cancel", &headers));
+        assert!(!safe_to_repeat(&Method::POST, "/v1/orders//cancel", &headers));
+        assert!(!safe_to_repeat(&Method::POST, "/v1/orders/a/b/cancel", &headers));
+        assert!(!safe_to_repeat(&Method::POST, "/v1/wallet/cancel", &headers));
+        assert!(!safe_to_repeat(&Method::DELETE, "/v1/orders/0192-ab/cancel", &headers));
         headers.insert("idempotency-key", http::HeaderValue::from_static("k1"));
-        assert!(safe_to_repeat(&Method::POST, &headers));
+        assert!(safe_to_repeat(&Method::POST, orders, &headers));
     }
 }
