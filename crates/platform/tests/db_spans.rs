@@ -15,11 +15,17 @@ use twinshop_platform::db;
 /// `(name, parent's name, how long it was open)` of every closed span.
 type Closed = Arc<Mutex<Vec<(String, Option<String>, Duration)>>>;
 
-struct Recorder(Closed);
+/// `db.acquire` spans opened so far.
+type Opened = Arc<std::sync::atomic::AtomicUsize>;
+
+struct Recorder(Closed, Opened);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     fn on_new_span(&self, _attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
+            if span.name() == "db.acquire" {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             span.extensions_mut().insert(Instant::now());
         }
     }
@@ -38,7 +44,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
 async fn a_unit_of_work_shows_how_long_it_waited_for_a_connection() {
     twinshop_testkit::require_backing_services();
     let closed = Closed::default();
-    let _guard = tracing_subscriber::registry().with(Recorder(closed.clone())).set_default();
+    let opened = Opened::default();
+    let _guard = tracing_subscriber::registry().with(Recorder(closed.clone(), opened.clone())).set_default();
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(&twinshop_testkit::admin_database_url())
@@ -56,6 +63,13 @@ async fn a_unit_of_work_shows_how_long_it_waited_for_a_connection() {
             one
         }
     });
+    // The waiter is waiting once its db.acquire span is open (the holder's
+    // is the first); then the holder keeps the connection 80 ms more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while opened.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the waiter never asked for the connection");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     tokio::time::sleep(Duration::from_millis(80)).await;
     let _: i32 = sqlx::query_scalar("SELECT 2").fetch_one(&mut *holder).await.expect("the holder works");
     drop(holder);

@@ -500,7 +500,19 @@ async fn beyond_the_bound_and_its_queue_requests_are_refused_at_once_with_overlo
     let started = std::time::Instant::now();
     let flood = futures_util::future::join_all((0..8).map(|_| app.client.get("/v1/users/me").send()));
     let probe = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // At the bound: the port has refused a request (its counter says so).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let metrics = inside.get("/metrics").send().await.expect("answer");
+            let shed = metrics.text().lines().any(|l| {
+                l.starts_with("requests_shed_total{port=\"public\"}") && l.split(' ').next_back() != Some("0")
+            });
+            if shed {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the flood never reached the bound");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         inside.get("/livez").send().await.expect("answer").status()
     };
     let (answers, livez) = tokio::join!(flood, probe);

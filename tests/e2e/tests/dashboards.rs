@@ -103,11 +103,10 @@ async fn run(build: Build) {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let traffic = tokio::spawn(drive(shop.client().clone(), stop.clone(), sent.clone()));
-    // Rates need their window full of samples, histograms a few requests.
-    tokio::time::sleep(4 * scrape + 2 * scrape).await;
 
-    // Every target, until all show data or a minute has passed (gauges
-    // refreshed every few seconds, a first event still on its way).
+    // Every panel, until all show data or a minute has passed (rates need
+    // their window full of samples, gauges are refreshed every few seconds,
+    // a first event may still be on its way).
     let deadline = Instant::now() + Duration::from_secs(60);
     let seen = loop {
         let values = values(&d, build, scrape, started.0.elapsed());
