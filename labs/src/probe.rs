@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -60,17 +61,24 @@ impl Probes {
         self.epoch.elapsed().as_secs_f64()
     }
 
-    /// Sends `send` every `every` until [`Probes::stop`]; each request may
-    /// take up to `timeout` (the client's own), and they overlap if slower.
+    /// Sends `send` on average every `every` until [`Probes::stop`]; each
+    /// request may take up to `timeout` (the client's own), and they
+    /// overlap if slower.
+    ///
+    /// The gaps are random (exponential, as Poisson arrivals), not a fixed
+    /// tick: a probe every 100 ms exactly would be phase-locked to the
+    /// kernel's 100 ms CPU-quota period and would see either only the
+    /// throttled part of each period or only the free part, whichever it
+    /// happened to start in. Random arrivals see each part for the share of
+    /// time it lasts.
     pub fn spawn(&self, group: &'static str, every: Duration, send: Send) {
         let (samples, stop, epoch) = (self.samples.clone(), self.stop.clone(), self.epoch);
+        let mut rng = SmallRng::from_os_rng();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
+                    () = tokio::time::sleep(poisson_gap(&mut rng, every)) => {}
                 }
                 let (send, samples) = (send.clone(), samples.clone());
                 tokio::spawn(async move {
@@ -106,6 +114,13 @@ impl Probes {
     }
 }
 
+/// An exponentially distributed gap of mean `mean` (capped at 5× the mean,
+/// which cuts off 0.7 % of the tail).
+fn poisson_gap(rng: &mut SmallRng, mean: Duration) -> Duration {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    mean.mul_f64((-u.ln()).min(5.0))
+}
+
 /// Share of `ok` samples of `group` sent within `[from, to)`.
 pub fn availability(samples: &[Sample], group: &str, from: f64, to: f64) -> Option<f64> {
     let of: Vec<&Sample> = samples.iter().filter(|s| s.group == group && s.at >= from && s.at < to).collect();
@@ -114,8 +129,18 @@ pub fn availability(samples: &[Sample], group: &str, from: f64, to: f64) -> Opti
 
 /// The `q` quantile (0–1) of the latency of `group`'s samples in `[from, to)`.
 pub fn latency_quantile(samples: &[Sample], group: &str, from: f64, to: f64, q: f64) -> Option<f64> {
-    let mut v: Vec<f64> =
-        samples.iter().filter(|s| s.group == group && s.at >= from && s.at < to).map(|s| s.latency_ms).collect();
+    latency_quantile_pooled(samples, &[group], &[(from, to)], q)
+}
+
+/// The `q` quantile (0–1) of the latency of every sample of any of `groups`
+/// sent within any of `windows` (`[from, to)` each): one statistic over
+/// the pooled samples, steadier than the worst of several small ones.
+pub fn latency_quantile_pooled(samples: &[Sample], groups: &[&str], windows: &[(f64, f64)], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = samples
+        .iter()
+        .filter(|s| groups.contains(&s.group) && windows.iter().any(|(from, to)| s.at >= *from && s.at < *to))
+        .map(|s| s.latency_ms)
+        .collect();
     if v.is_empty() {
         return None;
     }
@@ -144,4 +169,42 @@ pub fn answers(samples: &[Sample], group: &str, from: f64, to: f64) -> BTreeMap<
         *out.entry(s.answer.clone()).or_default() += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(group: &'static str, at: f64, latency_ms: f64) -> Sample {
+        Sample { group, at, latency_ms, ok: true, answer: "200".into() }
+    }
+
+    #[test]
+    fn probe_gaps_are_random_with_the_mean_asked_for() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let gaps: Vec<f64> =
+            (0..20_000).map(|_| poisson_gap(&mut rng, Duration::from_millis(100)).as_secs_f64()).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        // The cap at 5× takes e^-5 ≈ 0.7 % off the mean of an exponential.
+        assert!((0.097..0.102).contains(&mean), "mean gap {mean}");
+        let below_half = gaps.iter().filter(|g| **g < 0.05).count() as f64 / gaps.len() as f64;
+        // An exponential has 1 - e^-0.5 ≈ 39 % of its gaps below half the mean; a fixed tick none.
+        assert!((0.37..0.42).contains(&below_half), "share of gaps below 50 ms {below_half}");
+        assert!(gaps.iter().all(|g| *g <= 0.5 + 1e-9));
+    }
+
+    #[test]
+    fn a_pooled_quantile_takes_every_group_and_window_asked_for_and_nothing_else() {
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| sample(if i % 2 == 0 { "a" } else { "b" }, f64::from(i) / 10.0, f64::from(i)))
+            .chain([sample("c", 1.0, 10_000.0)])
+            .collect();
+        // Windows [0, 2) and [5, 6): samples 0..20 and 50..60, of a and b; not c's.
+        let windows = [(0.0, 2.0), (5.0, 6.0)];
+        assert_eq!(latency_quantile_pooled(&samples, &["a", "b"], &windows, 1.0), Some(59.0));
+        assert_eq!(latency_quantile_pooled(&samples, &["a", "b"], &windows, 0.5), Some(14.0));
+        assert_eq!(latency_quantile_pooled(&samples, &["a"], &windows, 1.0), Some(58.0));
+        assert_eq!(latency_quantile_pooled(&samples, &["a"], &[(20.0, 30.0)], 0.99), None);
+        assert_eq!(latency_quantile(&samples, "c", 0.0, 10.0, 0.99), Some(10_000.0));
+    }
 }

@@ -37,6 +37,11 @@ use crate::{
 /// so only the quota limits what it takes.
 pub const BURN: f64 = 2.0;
 
+/// Seconds after each switch of the burn that belong to neither window:
+/// the switch itself is a request to the burning process, and its threads
+/// take a moment to start and stop.
+pub const SETTLE: f64 = 0.5;
+
 /// The endpoint groups, and the area that serves each.
 pub const GROUPS: [(&str, &str); 5] = [
     ("catalog", "order"),
@@ -60,10 +65,12 @@ pub struct Run {
     /// The process the kernel killed, and how the launcher saw it end.
     pub victim: String,
     pub exit: String,
-    /// The burn: baseline window, burn window.
-    pub calm: (f64, f64),
-    pub burn: (f64, f64),
-    /// Cores the burning process used during the burn, and its quota.
+    /// The burn, switched on and off several times: the calm windows and
+    /// the burn windows the p99s are measured in (`[from, to)` seconds,
+    /// each without its first [`SETTLE`] seconds after a switch).
+    pub calm: Vec<(f64, f64)>,
+    pub burn: Vec<(f64, f64)>,
+    /// Cores the burning process used while it burned, and its quota.
     pub burn_used: f64,
     pub quota: f64,
 }
@@ -205,7 +212,10 @@ async fn experiment(system: &System, build: Build, args: &LabArgs, limits: Vec<(
         Build::Microservices => ProcessId::new(Service::User, 1),
         Build::Monolith => ProcessId::new(Service::Monolith, 1),
     };
-    let (warm, leak_kib, calm_s, burn_s) = if args.quick { (3.0, 4096, 4.0, 5.0) } else { (8.0, 1024, 10.0, 15.0) };
+    // The burn alternates with calm `cycles` times, so that a slow moment
+    // of the machine lands in both kinds of window alike.
+    let (warm, leak_kib, cycles, calm_s, burn_s) =
+        if args.quick { (3.0, 4096, 4, 3.0, 3.0) } else { (8.0, 1024, 6, 5.0, 5.0) };
     tokio::time::sleep(Duration::from_secs_f64(warm)).await;
 
     // The leak: on until the kernel kills the process; back by the restart policy.
@@ -228,20 +238,30 @@ async fn experiment(system: &System, build: Build, args: &LabArgs, limits: Vec<(
     let back = p.now();
     tokio::time::sleep(Duration::from_secs(if args.quick { 4 } else { 8 })).await;
 
-    // The burn: a noisy neighbour in the user area.
-    say(&format!("  CPU burn in the user area ({BURN} cores of spinning threads, more than any quota)"));
-    let calm_from = p.now();
-    tokio::time::sleep(Duration::from_secs_f64(calm_s)).await;
-    let burn_from = p.now();
-    set_faults(system, build, json!({ "burn_cores": BURN })).await?;
+    // The burn: a noisy neighbour in the user area, on and off.
+    say(&format!(
+        "  CPU burn in the user area ({BURN} cores of spinning threads, more than any quota), {cycles} times {burn_s} s"
+    ));
     let pid = system.process(victim)?.pid.context("the burning process has no pid")?;
-    let cpu_before = twinshop_launcher::processes::cpu_time(pid).unwrap_or_default();
-    tokio::time::sleep(Duration::from_secs_f64(burn_s)).await;
-    let cpu_after = twinshop_launcher::processes::cpu_time(pid).unwrap_or_default();
-    let burn_to = p.now();
-    let burn_used = (cpu_after.saturating_sub(cpu_before)).as_secs_f64() / (burn_to - burn_from);
+    let (mut calm, mut burn, mut burned_cpu, mut burned_s) = (Vec::new(), Vec::new(), 0.0, 0.0);
+    for _ in 0..cycles {
+        let calm_from = p.now() + SETTLE;
+        tokio::time::sleep(Duration::from_secs_f64(SETTLE + calm_s)).await;
+        let switched_on = p.now();
+        calm.push((calm_from, switched_on));
+        set_faults(system, build, json!({ "burn_cores": BURN })).await?;
+        let (cpu_before, measured_from) = (twinshop_launcher::processes::cpu_time(pid).unwrap_or_default(), p.now());
+        let burn_from = measured_from + SETTLE;
+        tokio::time::sleep(Duration::from_secs_f64(SETTLE + burn_s)).await;
+        let cpu_after = twinshop_launcher::processes::cpu_time(pid).unwrap_or_default();
+        let burn_to = p.now();
+        set_faults(system, build, json!({})).await?;
+        burn.push((burn_from, burn_to));
+        burned_cpu += cpu_after.saturating_sub(cpu_before).as_secs_f64();
+        burned_s += burn_to - measured_from;
+    }
+    let burn_used = burned_cpu / burned_s.max(f64::EPSILON);
     let quota = system.plan().limits.get(&victim.service).and_then(|l| l.cpu_cores).unwrap_or(0.0);
-    set_faults(system, build, json!({})).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     p.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -254,8 +274,8 @@ async fn experiment(system: &System, build: Build, args: &LabArgs, limits: Vec<(
         back: Some(back),
         victim: name,
         exit,
-        calm: (calm_from, burn_from),
-        burn: (burn_from, burn_to),
+        calm,
+        burn,
         burn_used,
         quota,
     })
