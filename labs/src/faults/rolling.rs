@@ -90,17 +90,19 @@ pub async fn replace_all(system: &System, bin_dir: Option<&Path>, history: &Hist
 /// cancellation of a cancelled order) is no failure of the system.
 pub fn failures(attempts: &[Attempt]) -> BTreeMap<String, usize> {
     let mut failures = BTreeMap::new();
-    for a in attempts {
-        let failed = match &a.outcome {
-            Outcome::Ok => false,
-            Outcome::Http(status, _) => *status >= 500,
-            Outcome::NoAnswer(_) => true,
-        };
-        if failed {
-            *failures.entry(a.outcome.label()).or_default() += 1;
-        }
+    for a in attempts.iter().filter(|a| failed(a)) {
+        *failures.entry(a.outcome.label()).or_default() += 1;
     }
     failures
+}
+
+/// Whether an attempt is a failure of the system (see [`failures`]).
+pub fn failed(a: &Attempt) -> bool {
+    match &a.outcome {
+        Outcome::Ok => false,
+        Outcome::Http(status, _) => *status >= 500,
+        Outcome::NoAnswer(_) => true,
+    }
 }
 
 /// Replaces every process, one at a time, under load.

@@ -62,6 +62,10 @@ pub struct Attempt {
     pub at: f64,
     pub latency_ms: f64,
     pub outcome: Outcome,
+    /// For no answer: the request and what the transport said (the whole
+    /// error chain), which alone explains a failure no resend covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// How an operation ended, from the client's side.
@@ -192,6 +196,14 @@ fn worth_retrying(err: &ApiError) -> bool {
     }
 }
 
+/// The transport's own account of a request that got no answer.
+fn detail_of<T>(result: &Result<T, ApiError>) -> Option<String> {
+    match result {
+        Err(err) if err.transport().is_some() => Some(err.to_string()),
+        _ => None,
+    }
+}
+
 fn outcome_of<T>(result: &Result<T, ApiError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Ok,
@@ -227,6 +239,7 @@ where
             at,
             latency_ms: sent.elapsed().as_secs_f64() * 1e3,
             outcome: outcome_of(&result),
+            detail: detail_of(&result),
         });
         match &result {
             Err(err) if worth_retrying(err) && Instant::now() + wait < give_up => {
@@ -337,18 +350,20 @@ impl Workload {
     async fn read(&self, shopper: &Shopper, wallet: bool) -> (Acked, u32) {
         let at = self.history.now();
         let sent = Instant::now();
-        let outcome = if wallet {
-            outcome_of(&shopper.client.wallet().await)
-        } else {
-            let known = shopper.confirmed.lock().unwrap_or_else(PoisonError::into_inner).first().map(|o| o.0);
-            match known {
-                Some(id) => outcome_of(&shopper.client.order(id).await),
-                None => outcome_of(&shopper.client.wallet().await),
+        let known = shopper.confirmed.lock().unwrap_or_else(PoisonError::into_inner).first().map(|o| o.0);
+        let (outcome, detail) = match known.filter(|_| !wallet) {
+            Some(id) => {
+                let result = shopper.client.order(id).await;
+                (outcome_of(&result), detail_of(&result))
+            }
+            None => {
+                let result = shopper.client.wallet().await;
+                (outcome_of(&result), detail_of(&result))
             }
         };
         let ok = outcome == Outcome::Ok;
         let latency_ms = sent.elapsed().as_secs_f64() * 1e3;
-        self.history.attempt(Attempt { kind: OpKind::Read, at, latency_ms, outcome });
+        self.history.attempt(Attempt { kind: OpKind::Read, at, latency_ms, outcome, detail });
         (if ok { Acked::Read } else { Acked::ReadFailed }, 1)
     }
 }

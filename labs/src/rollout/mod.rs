@@ -85,6 +85,8 @@ pub struct BuildRun {
     pub per_second: Vec<(f64, usize, usize)>,
     pub requests: usize,
     pub failures: BTreeMap<String, usize>,
+    /// Every failed attempt, with what the transport said when nothing came back.
+    pub failed_attempts: Vec<Attempt>,
     pub duration_s: f64,
 }
 
@@ -318,6 +320,7 @@ async fn phases(system: &System, args: &LabArgs, releases: &Releases) -> Result<
         per_second: per_second(&attempts),
         requests: attempts.len(),
         failures: rolling::failures(&attempts),
+        failed_attempts: attempts.iter().filter(|a| rolling::failed(a)).cloned().collect(),
         duration_s: started.elapsed().as_secs_f64(),
     })
 }

@@ -145,6 +145,19 @@ fn section(r: &BuildRun) -> Section {
     }
     s.push(Block::Subheading("Every replacement".into()));
     s.table(t);
+    if !r.failed_attempts.is_empty() {
+        s.push(Block::Subheading("Every failed request".into()));
+        let mut t = Table::new(&["sent at", "operation", "answer", "what the client saw"]);
+        for a in &r.failed_attempts {
+            t.rows.push(vec![
+                format!("{:.2} s", a.at),
+                format!("{:?}", a.kind),
+                a.outcome.label(),
+                a.detail.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        s.table(t);
+    }
     s.push(Block::Subheading("The drift check".into()));
     let pets: Vec<String> = r.pets.iter().map(|p| format!("**{}** was {}", p.process, p.change)).collect();
     s.paragraph(Text::markup(&format!(
@@ -221,4 +234,52 @@ pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &st
     doc.push(all);
     doc.push(provenance(args, started, took_s));
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::workload::{Attempt, OpKind, Outcome};
+
+    fn run(failed_attempts: Vec<Attempt>) -> BuildRun {
+        BuildRun {
+            build: "microservices",
+            release_a: "a".into(),
+            release_b: "a-b".into(),
+            rate: 25.0,
+            phases: Vec::new(),
+            drift_checks: Vec::new(),
+            pets: Vec::new(),
+            per_second: vec![(0.0, 25, 0), (1.0, 25, failed_attempts.len())],
+            requests: 50,
+            failures: crate::faults::rolling::failures(&failed_attempts),
+            failed_attempts,
+            duration_s: 2.0,
+        }
+    }
+
+    fn failed_rows(s: &Section) -> Option<Vec<Vec<String>>> {
+        let at = s.blocks.iter().position(|b| matches!(b, Block::Subheading(h) if h == "Every failed request"))?;
+        match s.blocks.get(at + 1) {
+            Some(Block::Table(t)) => Some(t.rows.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_failed_request_is_listed_with_what_the_client_saw() {
+        let failed = Attempt {
+            kind: OpKind::Place,
+            at: 1.25,
+            latency_ms: 3.0,
+            outcome: Outcome::NoAnswer("transport"),
+            detail: Some("POST /v1/orders: no answer (connection reset by peer)".into()),
+        };
+        let rows = failed_rows(&section(&run(vec![failed]))).expect("a table of failed requests");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][0], "1.25 s");
+        assert_eq!(rows[0][2], "transport");
+        assert!(rows[0][3].contains("connection reset by peer"), "{:?}", rows[0]);
+        assert!(failed_rows(&section(&run(Vec::new()))).is_none(), "no table when nothing failed");
+    }
 }
