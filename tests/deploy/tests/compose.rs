@@ -275,16 +275,32 @@ fn hardening_problems(file: &str) -> (Vec<String>, BTreeSet<String>) {
             if user.split(':').next().is_none_or(|uid| uid.parse::<u32>().is_ok_and(|uid| uid == 0) || uid == "root") {
                 problems.push(format!("{at}: runs as {user}, not a numeric non-root user"));
             }
-            let tmpfs: Vec<&str> = s["tmpfs"]
+            let tmpfs: BTreeMap<&str, &str> = s["tmpfs"]
                 .as_sequence()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .map(|t| t.split(':').next().unwrap_or(t))
+                .map(|t| t.split_once(':').unwrap_or((t, "")))
                 .collect();
+            // Docker gives a tmpfs mounted over an image folder that
+            // folder's owner and mode (root, 0755), whatever `mode=` says:
+            // only `uid=`/`gid=` make it writable for a non-root nginx.
+            // `/tmp` is world-writable in every image already.
+            let (uid, gid) = user.split_once(':').unwrap_or((user, user));
             for path in ["/etc/nginx/conf.d", "/var/cache/nginx", "/var/run", "/tmp"] {
-                if !tmpfs.contains(&path) {
-                    problems.push(format!("{at}: no tmpfs at {path}, where nginx writes"));
+                match tmpfs.get(path) {
+                    None => problems.push(format!("{at}: no tmpfs at {path}, where nginx writes")),
+                    Some(opts) if path != "/tmp" => {
+                        let opts: Vec<&str> = opts.split(',').collect();
+                        if !opts.contains(&format!("uid={uid}").as_str())
+                            || !opts.contains(&format!("gid={gid}").as_str())
+                        {
+                            problems.push(format!(
+                                "{at}: the tmpfs at {path} is not owned by {user}, so nginx cannot write it"
+                            ));
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }
