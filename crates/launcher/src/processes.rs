@@ -220,6 +220,27 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmRSS:")
 }
 
+/// What a process's resident memory is made of, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// All of it (`VmRSS`).
+    pub total: u64,
+    /// Its own pages: heap, stacks, buffers (`RssAnon`). A replica adds
+    /// these wherever it runs.
+    pub anon: u64,
+    /// Pages mapped from files, mostly its binary's code (`RssFile`):
+    /// shared, through the page cache, by every process of the same binary
+    /// on one machine.
+    pub file: u64,
+}
+
+/// Resident memory of `pid` now, by kind.
+pub fn resident(pid: u32) -> Option<Resident> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status_field(&status, name);
+    Some(Resident { total: field("VmRSS:")?, anon: field("RssAnon:")?, file: field("RssFile:")? })
+}
+
 /// The most resident memory `pid` has had since it started (its high-water
 /// mark), in bytes: what a run's memory report gives per process.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
@@ -228,7 +249,11 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
 
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
 fn status_bytes(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, field)
+}
+
+/// A `kB` field of a `/proc/<pid>/status` text, in bytes.
+fn status_field(status: &str, field: &str) -> Option<u64> {
     let kb: u64 = status.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -252,5 +277,17 @@ mod tests {
         let (now, peak) = (rss_bytes(std::process::id()), peak_rss_bytes(std::process::id()));
         assert!(now.zip(peak).is_some_and(|(now, peak)| peak >= now), "{now:?} {peak:?}");
         assert!(is_alive(std::process::id()));
+    }
+
+    #[test]
+    fn resident_memory_is_its_own_pages_plus_its_mapped_files() {
+        // Touch 8 MiB of our own, so the anonymous part is not trivially small.
+        let block = vec![1u8; 8 << 20];
+        let r = resident(std::process::id()).expect("our own status");
+        assert!(r.anon >= 8 << 20, "{r:?}");
+        assert!(r.file > 0, "the test binary's code is mapped: {r:?}");
+        // The kernel sums three parts (anon, file, shmem); sampled apart, so give a page of slack.
+        assert!(r.anon + r.file <= r.total + 4096, "{r:?}");
+        drop(block);
     }
 }

@@ -13,8 +13,12 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
+use sqlx::{Connection as _, PgConnection};
 use twinshop_client::Client;
-use twinshop_launcher::{ProcessId, System, processes::rss_bytes};
+use twinshop_launcher::{
+    ProcessId, Service, System,
+    processes::{Resident, resident},
+};
 use twinshop_loadtest::{
     Model, StepConfig, StepResult, UserPool, WindowEdge,
     compare::{
@@ -82,6 +86,12 @@ pub struct Point {
     pub cpu_us_per_order: BTreeMap<String, f64>,
     /// Resident memory of each scaled replica at the end of the point, MiB.
     pub rss_mib: Vec<f64>,
+    /// The part of it that is the replica's own (heap, stacks, buffers:
+    /// `RssAnon`), MiB; the rest is mapped code, shared by replicas of one
+    /// binary on one machine.
+    pub anon_mib: Vec<f64>,
+    /// What the scaled replicas hold in PostgreSQL at the end of the point.
+    pub db: Option<DbFootprint>,
     /// Resident memory of every service process of the build, MiB.
     pub build_rss_mib: f64,
     /// The names of the build's service processes (for CPU per order).
@@ -115,6 +125,22 @@ impl Point {
     /// MiB of the scaled replicas per 100 requests/s at the SLO.
     pub fn mib_per_100_rps(&self) -> Option<f64> {
         (self.slo_rps > 0.0).then(|| self.scaled_rss_mib() / self.slo_rps * 100.0)
+    }
+
+    /// What one replica holds on its own, on average: its private pages
+    /// and the private pages of the database server processes behind its
+    /// connections, MiB.
+    pub fn footprint_per_replica_mib(&self) -> Option<f64> {
+        let db = self.db?;
+        let own: f64 = self.anon_mib.iter().sum();
+        (self.shape.replicas > 0).then(|| (own + db.backend_anon_mib) / f64::from(self.shape.replicas))
+    }
+
+    /// The replicas' own pages and their connections' server processes
+    /// together, per 100 requests/s at the SLO.
+    pub fn footprint_per_100_rps(&self) -> Option<f64> {
+        let per_replica = self.footprint_per_replica_mib()?;
+        (self.slo_rps > 0.0).then(|| per_replica * f64::from(self.shape.replicas) / self.slo_rps * 100.0)
     }
 
     /// MiB of every service process per 100 requests/s at the SLO.
@@ -239,20 +265,29 @@ pub async fn measure(
     let cpu_us_per_order = best.map(|l| per_unit(&l.cpu_ms, l.placed)).unwrap_or_default();
     let slo_p99_ms = best.map(|l| l.p99_ms);
     let mut quota_in_force = Vec::new();
-    let mut rss_mib = Vec::new();
+    let (mut rss_mib, mut anon_mib) = (Vec::new(), Vec::new());
     for r in 1..=shape.replicas {
         let id = ProcessId::new(service, r);
         quota_in_force.push(system.cgroup(id).and_then(|g| g.cpu_quota()).unwrap_or(0.0));
         let pid = system.process(id)?.pid.with_context(|| format!("{id} is not running"))?;
-        rss_mib.push(rss_bytes(pid).unwrap_or(0) as f64 / (1024.0 * 1024.0));
+        let mem = resident(pid).unwrap_or(Resident { total: 0, anon: 0, file: 0 });
+        rss_mib.push(mib(mem.total));
+        anon_mib.push(mib(mem.anon));
     }
-    let build_rss_mib = system
+    let build_rss_mib = mib(system
         .processes()
         .iter()
         .filter(|p| p.id.service != service || p.id.replica <= shape.replicas)
-        .filter_map(|p| p.pid.and_then(rss_bytes))
-        .sum::<u64>() as f64
-        / (1024.0 * 1024.0);
+        .filter_map(|p| p.pid.and_then(resident))
+        .map(|m| m.total)
+        .sum::<u64>());
+    let db = match db_footprint(system, service).await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            crate::common::say(&format!("    (could not read the database connections: {e:#})"));
+            None
+        }
+    };
     Ok(Point {
         shape,
         quota_in_force,
@@ -261,10 +296,51 @@ pub async fn measure(
         slo_p99_ms,
         cpu_us_per_order,
         rss_mib,
+        anon_mib,
+        db,
         build_rss_mib,
         services,
         scaled: service.binary().to_owned(),
         steps: lines,
         prioritised,
     })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What a scaled service's replicas hold in PostgreSQL: each connection is
+/// a server process of its own, with private memory, counted against the
+/// server's `max_connections`. A replica opens its pools' connections
+/// whatever it is scaled for: an order-service replica one pool, a
+/// monolith replica one per area.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DbFootprint {
+    /// Connections open from the scaled replicas together.
+    pub connections: u64,
+    /// The private memory (`RssAnon`) of the server processes behind them, MiB.
+    pub backend_anon_mib: f64,
+}
+
+/// The connections of `service`'s replicas to the build's databases, found
+/// by the application name each pool sets (`order`; `monolith-<schema>`).
+async fn db_footprint(system: &System, service: Service) -> Result<DbFootprint> {
+    let services = [Service::User, Service::Payment, Service::Order, Service::Monolith];
+    let names: Vec<String> = services.iter().filter_map(|s| system.database(*s)).map(str::to_owned).collect();
+    let url = services.iter().find_map(|s| system.database_url(*s)).context("the build has no database")?;
+    let mut conn = PgConnection::connect(&url).await.context("connecting to PostgreSQL")?;
+    let application = service.name();
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) \
+         AND (application_name = $2 OR application_name LIKE $2 || '-%')",
+    )
+    .bind(&names)
+    .bind(application)
+    .fetch_all(&mut conn)
+    .await
+    .context("listing the replicas' connections")?;
+    let _ = conn.close().await;
+    let anon: u64 = pids.iter().filter_map(|p| u32::try_from(*p).ok()).filter_map(resident).map(|m| m.anon).sum();
+    Ok(DbFootprint { connections: pids.len() as u64, backend_anon_mib: mib(anon) })
 }
