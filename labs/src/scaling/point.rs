@@ -76,7 +76,7 @@ pub struct Point {
     pub shape: Shape,
     /// The quota of each replica in service, read back from the kernel.
     pub quota_in_force: Vec<f64>,
-    /// The closed-model step's achieved rate.
+    /// The closed-model step's served rate (answers below 400 per second).
     pub peak_rps: f64,
     /// The highest offered rate that met the SLO (0: none did).
     pub slo_rps: f64,
@@ -235,7 +235,11 @@ pub async fn measure(
     let mut lines = Vec::new();
     let users = (timing.peak_users_per_quarter as f64 * shape.total_cores() / 0.25).round().max(1.0) as usize;
     let (peak, cpu) = step(target, pool, catalog, &config(Model::Closed { users }, timing.peak_s), &watch).await?;
-    let peak_rps = peak.achieved_rps();
+    // What was served, not what was answered: past the process's in-flight
+    // bound a step is answered fast with `503 overloaded`, which is no
+    // capacity (a replica resized in place keeps the bound it started with).
+    let overall = &peak.summary.overall;
+    let peak_rps = overall.throughput_rps * overall.ok as f64 / overall.count.max(1) as f64;
     lines.push(StepLine::of(&peak, cpu));
     // Full load grew the pools: their new database backends get the lab's priority too.
     let prioritised = priority::claim(system, &replicas(service)).await;
