@@ -142,6 +142,49 @@ pub fn render(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, 
     Ok((substitute(&read("twinshop.conf.template")?, &vars), substitute(&read("nginx-local.conf.template")?, &vars)))
 }
 
+/// The public edge's two files, for nginx in `prefix`.
+fn render_public(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, Member>) -> Result<Files> {
+    let (twinshop, main) = match readable_copy(&config.shop, prefix)? {
+        Some(shop) => render(&EdgeConfig { shop, ..config.clone() }, prefix, members)?,
+        None => render(config, prefix, members)?,
+    };
+    Ok(vec![("twinshop.conf", twinshop), ("nginx.conf", main)])
+}
+
+/// Started as root, nginx runs its workers as `nobody` ([`crate::nginx`]),
+/// who may not read a checkout in a private home directory (`/root`, or a
+/// home of mode 0750): the storefront is then served from a world-readable
+/// copy in the edge's own prefix, made once and removed with it. Other
+/// users' workers run as themselves and read the checkout in place (`None`).
+fn readable_copy(shop: &Path, prefix: &Path) -> Result<Option<PathBuf>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let copy = prefix.join("shop");
+    if !copy.is_dir() {
+        copy_tree(shop, &copy).with_context(|| format!("copying the storefront from {}", shop.display()))?;
+    }
+    Ok(Some(copy))
+}
+
+/// `from` into a new `to`: folders 0755, files 0644.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
+}
+
 /// The internal balancer's `nginx.conf`: one upstream and server per balanced service.
 pub fn render_internal(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessId, Member>) -> String {
     let p = prefix.display();
@@ -213,10 +256,7 @@ impl Edge {
             }
             None => None,
         };
-        let render = |prefix: &Path| -> Result<Files> {
-            let (twinshop, main) = render(&config, prefix, &members)?;
-            Ok(vec![("twinshop.conf", twinshop), ("nginx.conf", main)])
-        };
+        let render = |prefix: &Path| render_public(&config, prefix, &members);
         let ready = Readiness::HttpAnswers(format!("http://127.0.0.1:{}/", config.port));
         let public = match Nginx::start("edge", render, ready, events.clone(), logs, restart, within).await {
             Ok(public) => public,
@@ -271,8 +311,7 @@ impl Edge {
         let mut members = self.members.lock().await;
         let Some(member) = members.get_mut(&id) else { bail!("{id} is not behind the edge") };
         member.in_edge = in_edge;
-        let (twinshop, main) = render(&self.config, self.public.prefix(), &members)?;
-        let files = vec![("twinshop.conf", twinshop), ("nginx.conf", main)];
+        let files = render_public(&self.config, self.public.prefix(), &members)?;
         let public = self.public.reload(&files);
         let internal = async {
             match &self.internal {

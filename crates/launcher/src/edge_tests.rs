@@ -71,3 +71,30 @@ fn internal_balancers_use_grpc_for_payment_and_http_for_user() {
     assert!(conf.contains("grpc_pass grpc://twinshop_internal_payment;"));
     assert!(conf.contains("proxy_pass http://twinshop_internal_user;"));
 }
+
+#[test]
+fn the_storefront_is_served_from_a_world_readable_copy_when_the_workers_are_nobody() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("twinshop-edge-copy-{}", std::process::id()));
+    let (shop, prefix) = (dir.join("private/web/shop"), dir.join("prefix"));
+    std::fs::create_dir_all(shop.join("img")).expect("shop");
+    std::fs::create_dir_all(&prefix).expect("prefix");
+    std::fs::write(shop.join("index.html"), "<main></main>").expect("index");
+    std::fs::write(shop.join("img/logo.svg"), "<svg/>").expect("logo");
+    // A checkout in a private home: only its owner may enter.
+    std::fs::set_permissions(dir.join("private"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let members = BTreeMap::new();
+    let files = render_public(&EdgeConfig { shop: shop.clone(), ..config(Build::Monolith, vec![]) }, &prefix, &members)
+        .expect("render");
+    let conf = &files[0].1;
+    if rustix::process::geteuid().is_root() {
+        let copy = prefix.join("shop");
+        assert!(conf.contains(&format!("alias {}/;", copy.display())), "{conf}");
+        assert_eq!(std::fs::read_to_string(copy.join("img/logo.svg")).expect("copied"), "<svg/>");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!((mode(&copy), mode(&copy.join("img")), mode(&copy.join("index.html"))), (0o755, 0o755, 0o644));
+    } else {
+        assert!(conf.contains(&format!("alias {}/;", shop.display())), "{conf}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
