@@ -524,7 +524,9 @@ async fn run_steps(
     steps.push(measured_step(&target, &pool, &catalog, &config, &t.watch, "place_peak").await?);
 
     // Past the peak: shedding, recovery and the login throttle (overload.md).
-    let overloaded = overload::run(&target, &pool, &catalog, &t.watch, plan, build, peak).await?;
+    let sustained = math::slo_throughput(&report::slo_steps(&steps), math::SLO_P99_US);
+    let rates = overload::Rates { peak, sustained };
+    let overloaded = overload::run(&target, &pool, &catalog, &t.watch, plan, build, rates).await?;
     let out = setup.log_dir.parent().unwrap_or(&setup.log_dir);
     overload::write(out, &format!("run{}-{name}", round + 1), build, &overloaded)?;
 

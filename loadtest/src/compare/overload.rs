@@ -13,9 +13,13 @@
 //!    peak, the p99 of the requests served (timed from their intended send,
 //!    as every step), how many were shed and how fast the refusal came, and
 //!    each process's memory high-water mark before and after;
-//! 2. **recovery**: straight after, half the peak: the second from which
-//!    nothing is shed and every second's p99 is within the SLO;
-//! 3. **login flood**: half the peak again, and beside it 8 clients sending
+//! 2. **recovery**: straight after, half of what *this build* serves within
+//!    the SLO (its throughput at the SLO in the same run, at most the
+//!    peak): the second from which nothing is shed and every second's p99
+//!    is within the SLO. Half the monolith's peak would be above what the
+//!    microservices sustain at all, and measure their capacity again, not
+//!    their recovery;
+//! 3. **login flood**: the same rate again, and beside it 8 clients sending
 //!    wrong passwords for one pool account as fast as they are answered:
 //!    how many attempts were checked (401) and how many refused unchecked
 //!    (429), and the mix's p99 meanwhile.
@@ -59,6 +63,10 @@ pub const FLOOD_CLIENTS: usize = 8;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverloadResult {
     pub peak_rps: f64,
+    /// This build's throughput at the SLO in the same run (the rate the
+    /// calm phases take half of); `None` in reports from before it was kept.
+    #[serde(default)]
+    pub sustained_rps: Option<f64>,
     pub overload: PhaseResult,
     pub recovery: PhaseResult,
     /// From the start of the recovery phase: the first second from which no
@@ -114,8 +122,9 @@ pub async fn run(
     watch: &Watch,
     plan: &Plan,
     build: Build,
-    peak: f64,
+    rates: Rates,
 ) -> Result<OverloadResult> {
+    let Rates { peak, sustained } = rates;
     let (overload_s, calm_s) = durations(plan);
     let shop = |seed| {
         Arc::new(Shop {
@@ -131,7 +140,7 @@ pub async fn run(
     let rate = peak * OVERLOAD;
     eprintln!("overload {} at {rate:.0} rps ({OVERLOAD} × the peak) for {overload_s} s", build.name());
     let overload = measure(shop(0x0e7e), rate, overload_s).await;
-    let calm = math::level_rate(peak, CALM_LEVEL);
+    let calm = calm_rate(peak, sustained);
     eprintln!("overload {} recovery at {calm:.0} rps for {calm_s} s", build.name());
     let recovery = measure(shop(0x7ec0), calm, calm_s).await;
     let recovered_after_s = recovered_after(&recovery.seconds, math::SLO_P99_US);
@@ -141,6 +150,7 @@ pub async fn run(
     let memory_after_mib = watch.memory();
     Ok(OverloadResult {
         peak_rps: peak,
+        sustained_rps: Some(sustained),
         overload,
         recovery,
         recovered_after_s,
@@ -148,6 +158,24 @@ pub async fn run(
         memory_before_mib,
         memory_after_mib,
     })
+}
+
+/// What the step's rates are set from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// The monolith's peak: the overload is twice it, for both builds.
+    pub peak: f64,
+    /// This build's throughput at the SLO in the same run: the calm phases
+    /// take half of it.
+    pub sustained: f64,
+}
+
+/// The rate of the calm phases: half of what the build sustains within the
+/// SLO, never more than half the peak (a build that met the SLO nowhere
+/// gets a tenth of the peak, so the phase still says whether it recovers).
+pub fn calm_rate(peak: f64, sustained: f64) -> f64 {
+    let base = if sustained > 0.0 { sustained.min(peak) } else { peak * 0.2 };
+    math::level_rate(base, CALM_LEVEL)
 }
 
 /// Orders the step may place (what the pool's wallets must be funded for).
@@ -198,10 +226,16 @@ pub fn markdown(label: &str, build: Build, r: &OverloadResult) -> String {
         );
     }
     let goodput = o.goodput_rps / r.peak_rps.max(1e-9);
+    let own = r.sustained_rps.filter(|s| *s > 0.0).map_or(String::new(), |s| {
+        format!(
+            " This build serves {s:.0} rps within the SLO: its goodput here is {:.0} % of that.",
+            100.0 * o.goodput_rps / s
+        )
+    });
     let verdict = |met: bool| if met { "met" } else { "missed" };
     out += &format!(
         "\nAt {:.0} × the peak ({:.0} rps): goodput {:.0} rps = **{:.0} % of the peak** (target ≥ 90 %: {}); \
-         served p99 **{}** (SLO {}: {}); {} of {} requests shed ({:.0} %).\n",
+         served p99 **{}** (SLO {}: {}); {} of {} requests shed ({:.0} %).{own}\n",
         OVERLOAD,
         r.peak_rps,
         o.goodput_rps,
@@ -214,11 +248,18 @@ pub fn markdown(label: &str, build: Build, r: &OverloadResult) -> String {
         o.ok + o.shed + o.errors.values().sum::<u64>(),
         100.0 * o.shed as f64 / (o.ok + o.shed).max(1) as f64,
     );
+    let calm_why = match r.sustained_rps {
+        Some(s) if s > 0.0 => format!(" (half of what this build serves within the SLO, {s:.0} rps)"),
+        _ => String::new(),
+    };
     out += &match r.recovered_after_s {
-        Some(s) => format!("Recovered **{s:.0} s** after the load dropped to {:.0} rps.\n", r.recovery.offered_rps),
-        None => {
-            format!("**Not recovered** within {:.0} s at {:.0} rps.\n", r.recovery.window_s, r.recovery.offered_rps)
+        Some(s) => {
+            format!("Recovered **{s:.0} s** after the load dropped to {:.0} rps{calm_why}.\n", r.recovery.offered_rps)
         }
+        None => format!(
+            "**Not recovered** within {:.0} s at {:.0} rps{calm_why}.\n",
+            r.recovery.window_s, r.recovery.offered_rps
+        ),
     };
     let f = &r.flood;
     out += &format!(
@@ -387,6 +428,16 @@ async fn flood(target: &Client, email: &str, secs: f64) -> FloodResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calm_phases_take_half_of_what_the_build_sustains() {
+        // The microservices at a third of the monolith's peak: half of their own rate.
+        assert_eq!(calm_rate(900.0, 300.0), math::level_rate(300.0, CALM_LEVEL));
+        // Never above half the peak, even when the ladder's top met the SLO.
+        assert_eq!(calm_rate(900.0, 1200.0), math::level_rate(900.0, CALM_LEVEL));
+        // A build that met the SLO nowhere still gets a phase, a tenth of the peak.
+        assert_eq!(calm_rate(900.0, 0.0), math::level_rate(180.0, CALM_LEVEL));
+    }
 
     #[test]
     fn recovery_is_the_first_second_after_the_last_bad_one() {
