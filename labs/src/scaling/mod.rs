@@ -256,6 +256,10 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing) -> Result<Buil
         let pool = std::sync::Arc::new(UserPool::setup(&target, setup).await.context("setting up the pool")?);
         let catalog = std::sync::Arc::new(catalog);
         say(&format!("  pool of {} users ready in {:.1} s", pool.users.len(), pool.setup_time.as_secs_f64()));
+        // The setup's own events (registrations, top-ups) are still being
+        // relayed and consumed: let them drain at a full core, or the first
+        // point pays for them inside its quota.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let mut points = Vec::new();
         for shape in shapes(args.quick) {
             prioritised &= reshape(&system, service, shape).await?;
