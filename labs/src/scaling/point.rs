@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::Connection as _;
 use twinshop_client::Client;
 use twinshop_launcher::{
     ProcessId, Service, System,
@@ -139,8 +139,8 @@ impl Point {
     /// The replicas' own pages and their connections' server processes
     /// together, per 100 requests/s at the SLO.
     pub fn footprint_per_100_rps(&self) -> Option<f64> {
-        let per_replica = self.footprint_per_replica_mib()?;
-        (self.slo_rps > 0.0).then(|| per_replica * f64::from(self.shape.replicas) / self.slo_rps * 100.0)
+        let held = self.anon_mib.iter().sum::<f64>() + self.db?.backend_anon_mib;
+        (self.slo_rps > 0.0).then(|| held / self.slo_rps * 100.0)
     }
 
     /// MiB of every service process per 100 requests/s at the SLO.
@@ -330,10 +330,7 @@ pub struct DbFootprint {
 /// The connections of `service`'s replicas to the build's databases, found
 /// by the application name each pool sets (`order`; `monolith-<schema>`).
 async fn db_footprint(system: &System, service: Service) -> Result<DbFootprint> {
-    let services = [Service::User, Service::Payment, Service::Order, Service::Monolith];
-    let names: Vec<String> = services.iter().filter_map(|s| system.database(*s)).map(str::to_owned).collect();
-    let url = services.iter().find_map(|s| system.database_url(*s)).context("the build has no database")?;
-    let mut conn = PgConnection::connect(&url).await.context("connecting to PostgreSQL")?;
+    let (names, mut conn) = priority::build_databases(system).await?;
     let application = service.name();
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) \

@@ -101,12 +101,18 @@ async fn try_claim(system: &System, capped: &[ProcessId]) -> Result<()> {
     Ok(())
 }
 
-/// The PostgreSQL backends serving the build's databases.
-async fn backends(system: &System) -> Result<Vec<u32>> {
+/// The names of the build's databases, and a connection to one of them.
+pub(crate) async fn build_databases(system: &System) -> Result<(Vec<String>, PgConnection)> {
     let services = [Service::User, Service::Payment, Service::Order, Service::Monolith];
     let names: Vec<String> = services.iter().filter_map(|s| system.database(*s)).map(str::to_owned).collect();
     let url = services.iter().find_map(|s| system.database_url(*s)).context("the build has no database")?;
-    let mut conn = PgConnection::connect(&url).await.context("connecting to PostgreSQL")?;
+    let conn = PgConnection::connect(&url).await.context("connecting to PostgreSQL")?;
+    Ok((names, conn))
+}
+
+/// The PostgreSQL backends serving the build's databases.
+async fn backends(system: &System) -> Result<Vec<u32>> {
+    let (names, mut conn) = build_databases(system).await?;
     let pids: Vec<i32> =
         sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()")
             .bind(&names)
