@@ -249,7 +249,10 @@ pub fn markdown(label: &str, build: Build, r: &OverloadResult) -> String {
         100.0 * o.shed as f64 / (o.ok + o.shed).max(1) as f64,
     );
     let calm_why = match r.sustained_rps {
-        Some(s) if s > 0.0 => format!(" (half of what this build serves within the SLO, {s:.0} rps)"),
+        Some(s) if s > 0.0 && s <= r.peak_rps => {
+            format!(" (half of what this build serves within the SLO, {s:.0} rps)")
+        }
+        Some(s) if s > 0.0 => " (half the peak: this build serves more within the SLO)".to_owned(),
         _ => String::new(),
     };
     out += &match r.recovered_after_s {
