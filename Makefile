@@ -24,6 +24,8 @@ run-monolith:
 ## Run every test (against Postgres, Redis and RabbitMQ on localhost: installed and started first when missing).
 test:
 	scripts/check-services --install
+	# The deploy tests render the manifests with `kubectl kustomize` (1.27+).
+	scripts/install-kubectl
 	# The end-to-end tests run the service binaries as processes: build them.
 	cargo build --workspace --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -8,7 +8,14 @@
 //! required variable set, none set that nothing reads, values that parse,
 //! ports that match. A renamed variable or port fails here, not at deploy.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde::Deserialize as _;
+use serde_json::Value;
 
 use twinshop_platform::{
     config::{ConfigError, Variable},
@@ -18,6 +25,51 @@ use twinshop_platform::{
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `kubectl kustomize` of `dir` (a folder with a kustomization, absolute or
+/// relative to the repository), as the text kubectl prints.
+///
+/// Panics with what to do when kubectl is missing or fails: the overlays
+/// need kustomize 5 (kubectl 1.27 or newer), which `scripts/install-kubectl`
+/// installs and `make test` runs first.
+pub fn kustomize(dir: impl AsRef<Path>) -> String {
+    let dir = repo_root().join(dir);
+    let out = match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run kubectl ({e}): these tests render the manifests with `kubectl kustomize` \
+             (kubectl 1.27 or newer); scripts/install-kubectl installs one"
+        ),
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}(kubectl 1.27 or newer is needed; scripts/install-kubectl)",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 manifests")
+}
+
+/// `overlay` with `component`, rendered as a user of the component's page
+/// would combine them: a kustomization of their own (here under
+/// `target/deploy-tests/`) that names both.
+pub fn kustomize_with(overlay: &str, component: &str) -> String {
+    let dir = repo_root().join("target/deploy-tests").join(format!("{overlay}+{component}"));
+    std::fs::create_dir_all(&dir).expect("a folder under target/");
+    // kustomize takes only relative paths, from the kustomization's folder.
+    let kustomization =
+        format!("resources: [../../../k8s/overlays/{overlay}]\ncomponents: [../../../k8s/components/{component}]\n");
+    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("writing the kustomization");
+    kustomize(&dir)
+}
+
+/// The objects of a rendered stream of YAML documents, as JSON values.
+pub fn objects(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 /// What a deployment needs to know about one twinshop binary.

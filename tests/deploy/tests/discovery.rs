@@ -5,26 +5,14 @@
 //! component's mode, and the names it resolves or dials are Services of the
 //! rendering (a headless one for DNS).
 
-use std::{collections::BTreeMap, process::Command};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
-use twinshop_deploy_tests::{Environment, binary_for_image, repo_root};
+use twinshop_deploy_tests::{Environment, binary_for_image, kustomize_with, objects};
 
 /// The objects of the kind overlay with `component`.
 fn render(component: &str) -> Vec<Value> {
-    let dir = repo_root().join("target/deploy-tests").join(format!("kind+{component}"));
-    std::fs::create_dir_all(&dir).expect("a folder under target/");
-    // kustomize takes only relative paths, from the kustomization's folder.
-    let kustomization =
-        format!("resources: [../../../k8s/overlays/kind]\ncomponents: [../../../k8s/components/{component}]\n");
-    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("writing the kustomization");
-    let out = Command::new("kubectl").arg("kustomize").arg(&dir).output().expect("kubectl kustomize");
-    assert!(out.status.success(), "kind + {component}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    objects(&kustomize_with("kind", component))
 }
 
 fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {

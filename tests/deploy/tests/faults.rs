@@ -2,9 +2,7 @@
 //! Every rendered Kubernetes overlay and both compose files are read as
 //! text, and every `*_FAULTS_ENABLED` found must be `false`.
 
-use std::process::Command;
-
-use twinshop_deploy_tests::repo_root;
+use twinshop_deploy_tests::{kustomize, kustomize_with, repo_root};
 
 /// `(where, value)` of every `…FAULTS_ENABLED` setting in a YAML text.
 fn settings(text: &str) -> Vec<String> {
@@ -31,9 +29,7 @@ fn no_overlay_and_no_compose_file_enables_fault_flags() {
     let overlays = std::fs::read_dir(root.join("k8s/overlays")).expect("k8s/overlays");
     for overlay in overlays.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("kustomization.yaml").is_file())
     {
-        let out = Command::new("kubectl").arg("kustomize").arg(&overlay).output().expect("kubectl kustomize");
-        assert!(out.status.success(), "{}: {}", overlay.display(), String::from_utf8_lossy(&out.stderr));
-        texts.push((overlay.display().to_string(), String::from_utf8_lossy(&out.stdout).into_owned()));
+        texts.push((overlay.display().to_string(), kustomize(&overlay)));
     }
     for file in ["docker-compose.yml", "docker-compose.monolith.yml"] {
         texts.push((file.to_owned(), std::fs::read_to_string(root.join(file)).expect("compose file")));
@@ -55,31 +51,16 @@ fn the_scan_finds_an_enabling_setting_in_either_notation() {
     assert!(settings("      USER_HTTP_PORT: 1\n").is_empty());
 }
 
-/// `overlay` with `component`, rendered as a user of the component's page
-/// would combine them (a kustomization of their own, here under target/).
-fn render_with(overlay: &str, component: &str) -> String {
-    let root = repo_root();
-    let dir = root.join("target/deploy-tests").join(format!("{overlay}+{component}"));
-    std::fs::create_dir_all(&dir).expect("a folder under target/");
-    // kustomize takes only relative paths, from the kustomization's folder.
-    let kustomization =
-        format!("resources: [../../../k8s/overlays/{overlay}]\ncomponents: [../../../k8s/components/{component}]\n");
-    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("writing the kustomization");
-    let out = Command::new("kubectl").arg("kustomize").arg(&dir).output().expect("kubectl kustomize");
-    assert!(out.status.success(), "{overlay} + {component}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_fault_flags_component_enables_them_in_every_process_of_either_build() {
-    let micro = render_with("kind", "fault-flags");
+    let micro = kustomize_with("kind", "fault-flags");
     let mut enabled: Vec<&str> = micro.lines().filter(|l| l.contains("_FAULTS_ENABLED: \"true\"")).collect();
     enabled.sort_unstable();
     assert_eq!(
         enabled,
         ["  ORDER_FAULTS_ENABLED: \"true\"", "  PAYMENT_FAULTS_ENABLED: \"true\"", "  USER_FAULTS_ENABLED: \"true\""]
     );
-    let monolith = render_with("monolith", "fault-flags");
+    let monolith = kustomize_with("monolith", "fault-flags");
     assert_eq!(settings(&monolith), ["true"]);
 }
 
@@ -91,8 +72,8 @@ fn the_partition_component_cuts_order_from_payment_and_nothing_else() {
             .filter(|d: &serde_norway::Value| d["kind"] == "NetworkPolicy")
             .collect()
     };
-    let whole = policies(&render_with("kind", "fault-flags"));
-    let cut = policies(&render_with("kind", "cut-order-payment"));
+    let whole = policies(&kustomize_with("kind", "fault-flags"));
+    let cut = policies(&kustomize_with("kind", "cut-order-payment"));
     assert_eq!(whole.len(), cut.len(), "the same policies");
     let sources = |policy: &serde_norway::Value| -> Vec<String> {
         policy["spec"]["ingress"]

@@ -14,10 +14,7 @@
 //! - what `k8s/overlays/gitops` references without rendering (it carries no
 //!   secret) is one of the objects created out of band, with its keys.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    process::Command,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     api::{
@@ -28,7 +25,7 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use serde_json::Value;
-use twinshop_deploy_tests::{Environment, binary_for_image, out_of_band, repo_root};
+use twinshop_deploy_tests::{Environment, binary_for_image, kustomize, objects, out_of_band};
 
 /// The objects of one rendered overlay.
 struct Rendered {
@@ -47,18 +44,7 @@ struct Workload {
 }
 
 fn render(overlay: &'static str) -> Rendered {
-    let dir = repo_root().join("k8s/overlays").join(overlay);
-    let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(&dir)
-        .output()
-        .expect("kubectl runs (it renders kustomize; see k8s/README.md)");
-    assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-    let objects = serde_norway::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
-        .filter(|v: &Value| !v.is_null())
-        .collect();
+    let objects = objects(&kustomize(format!("k8s/overlays/{overlay}")));
     Rendered { overlay, objects, out_of_band: overlay == "gitops" }
 }
 

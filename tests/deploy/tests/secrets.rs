@@ -6,29 +6,16 @@
 //! secrets` creates. The two kind overlays still render the committed
 //! development pair, from `dev/keys` (through `k8s/components/dev-keys`).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    process::Command,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
-use twinshop_deploy_tests::{OUT_OF_BAND, repo_root};
+use twinshop_deploy_tests::{OUT_OF_BAND, kustomize, objects, repo_root};
 
 /// `kubectl kustomize` of `dir` (relative to the repository), as JSON values.
 fn render(dir: &str) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo_root().join(dir))
-        .output()
-        .expect("kubectl runs (it renders kustomize; see k8s/README.md)");
-    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    objects(&kustomize(dir))
 }
 
 /// A rendered Secret: its name, labels and decoded `data`.

@@ -10,10 +10,10 @@
 //! The local run's edge is checked by `tests/e2e` and the launcher's own
 //! tests; what nginx serves from the template, by `tests/edge.rs`.
 
-use std::{collections::BTreeSet, process::Command};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
-use twinshop_deploy_tests::repo_root;
+use twinshop_deploy_tests::{kustomize, objects, repo_root};
 
 /// The file names in `web/shop`.
 fn shop_files() -> BTreeSet<String> {
@@ -50,17 +50,7 @@ fn the_storefronts_configmap_lists_every_file_of_web_shop() {
 }
 
 fn render(overlay: &str) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo_root().join("k8s/overlays").join(overlay))
-        .output()
-        .expect("kubectl runs (it renders kustomize; see k8s/README.md)");
-    assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML document"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    objects(&kustomize(format!("k8s/overlays/{overlay}")))
 }
 
 /// The object of `kind` whose name is `name` or `name-<hash>`.
