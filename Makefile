@@ -31,7 +31,7 @@ test:
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace $(if $(CI),--profile ci,); \
 	else \
-		cargo test --workspace; \
+		cargo test --workspace --no-fail-fast; \
 	fi
 
 ## The storefront's browser test (headless Chromium) against both builds; ARGS="--screenshots" refreshes docs/storefront.

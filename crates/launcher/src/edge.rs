@@ -156,7 +156,8 @@ fn render_public(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<ProcessI
 /// home of mode 0750): the storefront is then served from a world-readable
 /// copy in the edge's own prefix, made once and removed with it. Other
 /// users' workers run as themselves and read the checkout in place (`None`).
-fn readable_copy(shop: &Path, prefix: &Path) -> Result<Option<PathBuf>> {
+/// Public for the tests that start nginx from the same templates.
+pub fn readable_copy(shop: &Path, prefix: &Path) -> Result<Option<PathBuf>> {
     if !rustix::process::geteuid().is_root() {
         return Ok(None);
     }

@@ -106,13 +106,17 @@ impl Edge {
         // As root, nginx's workers run as `nobody`: the prefix must be theirs to read.
         std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        // Where the workers can read it: a checkout in /root is not theirs.
+        let checkout = repo_root().join("web/shop");
+        let shop =
+            twinshop_launcher::edge::readable_copy(&checkout, &prefix).expect("the storefront").unwrap_or(checkout);
         let vars = [
             ("EDGE_PORT", format!("127.0.0.1:{port}")),
             ("USER_UPSTREAM", upstream.to_owned()),
             ("PAYMENT_UPSTREAM", upstream.to_owned()),
             ("ORDER_UPSTREAM", upstream.to_owned()),
             ("EDGE_PREFIX", prefix.display().to_string()),
-            ("SHOP_ROOT", repo_root().join("web/shop").display().to_string()),
+            ("SHOP_ROOT", shop.display().to_string()),
             ("JAEGER_UI_URL", JAEGER_UI_URL.to_owned()),
         ];
         let render = |text: String| vars.iter().fold(text, |acc, (k, v)| acc.replace(&format!("${{{k}}}"), v));
