@@ -97,9 +97,10 @@ impl Shape {
 ///
 /// The quick variant measures one and two replicas twice each, in the
 /// order A B B A, and its figures are the means of the two: whatever
-/// drifts over a run (the pool's order history growing, caches warming,
-/// the first point after the setup) weighs on both shapes alike and
-/// cancels out of their ratio, and each figure averages two short searches.
+/// drifts over a run, in either direction (measured: a quarter-core
+/// monolith read 98 then 79 rps in one run, 75 then 96 in another), weighs
+/// on both shapes alike and cancels out of their ratio, and each figure
+/// averages two short searches.
 pub fn shapes(quick: bool) -> Vec<Shape> {
     if quick {
         let (one, two) = (Shape { replicas: 1, cores_each: SHARE }, Shape { replicas: 2, cores_each: SHARE });
@@ -154,8 +155,9 @@ impl Timing {
                 // caps the figure there, for one shape and not the other.
                 levels: &[0.45, 0.65, 0.85, 1.0],
                 refines: 2,
-                // Enough that a user's wallet and order history see a few
-                // orders a minute, not one a second (30 did): closer to
+                // At the quick points' 40 to 80 orders/s, a user places one
+                // every 1.5 to 3 s, not one or two a second (30 users did),
+                // so fewer requests wait on the same wallet row: closer to
                 // the full run's pool, and cheap to set up (about 2.5 s).
                 users: 120,
                 rps_bound: 400.0,
