@@ -36,6 +36,10 @@ pub enum Command {
     /// The monolith and the microservices side by side on this machine: throughput at the SLO,
     /// CPU per order by process, memory, database ceilings, hop cost (see the README).
     Compare(crate::compare::CompareArgs),
+    /// Two variants of one build (other binaries or other environment), measured alternately
+    /// at one fixed rate: our own CPU per request, the mean paired difference and its
+    /// standard error (how each cut of issue 16 was justified).
+    Ab(crate::compare::ab::AbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +113,7 @@ impl Cli {
     pub fn threads(&self) -> usize {
         match &self.command {
             Command::Run(args) => args.threads,
-            Command::Report(_) | Command::Compare(_) => 1,
+            Command::Report(_) | Command::Compare(_) | Command::Ab(_) => 1,
         }
     }
 }
@@ -207,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if step.correct() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Compare(args) => crate::compare::run(args).await,
+        Command::Ab(args) => crate::compare::ab::run(args).await,
         Command::Report(args) => {
             let mut steps = Vec::new();
             for input in &args.inputs {
@@ -237,7 +242,7 @@ mod tests {
         argv.extend(args);
         match Cli::try_parse_from(argv)?.command {
             Command::Run(run) => run.step_config(),
-            Command::Report(_) | Command::Compare(_) => bail!("not a run"),
+            Command::Report(_) | Command::Compare(_) | Command::Ab(_) => bail!("not a run"),
         }
     }
 

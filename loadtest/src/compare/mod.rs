@@ -41,6 +41,7 @@
 //! 6. **ceilings**: pgbench on throwaway databases, nothing else running;
 //! 7. the report: JSON, Markdown and HTML, headline first.
 
+pub mod ab;
 pub mod ceiling;
 pub mod hops;
 pub mod launch;
@@ -114,6 +115,17 @@ pub struct CompareArgs {
     /// Skip the pgbench database ceilings.
     #[arg(long)]
     pub no_ceiling: bool,
+    #[command(flatten)]
+    pub system: SystemArgs,
+    /// Measure nothing: recompute the headline of an earlier comparison's
+    /// results.json and write its reports into --out.
+    #[arg(long, conflicts_with_all = ["quick", "mono_url"])]
+    pub from: Option<PathBuf>,
+}
+
+/// What the builds run against and with, for `compare` and `ab` alike.
+#[derive(Debug, Clone, Args)]
+pub struct SystemArgs {
     /// Postgres for the throwaway databases and pgbench (trust auth).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pub pg: String,
@@ -123,10 +135,27 @@ pub struct CompareArgs {
     /// The workspace root (dev/keys, deploy/edge); default: found from the current directory.
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Measure nothing: recompute the headline of an earlier comparison's
-    /// results.json and write its reports into --out.
-    #[arg(long, conflicts_with_all = ["quick", "mono_url"])]
-    pub from: Option<PathBuf>,
+}
+
+impl SystemArgs {
+    /// The workspace root: given, or found from the current directory.
+    fn root(&self) -> Result<PathBuf> {
+        match &self.root {
+            Some(r) => Ok(r.clone()),
+            None => find_root(),
+        }
+    }
+
+    /// A setup of these backing services running the binaries in `bin_dir`.
+    fn setup(&self, root: &Path, bin_dir: PathBuf, log_dir: PathBuf) -> Setup {
+        Setup {
+            root: root.to_path_buf(),
+            bin_dir,
+            backing: Setup::backing(&self.pg),
+            rust_log: self.rust_log.clone(),
+            log_dir,
+        }
+    }
 }
 
 /// The ports of the backing services on this machine.
@@ -149,22 +178,13 @@ pub async fn run(args: CompareArgs) -> Result<std::process::ExitCode> {
     let repeats = args.repeats.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let plan = if args.quick { Plan::quick(repeats) } else { Plan::full(repeats) };
     eprintln!("{}", plan.describe());
-    let root = match &args.root {
-        Some(r) => r.clone(),
-        None => find_root()?,
-    };
+    let root = args.system.root()?;
     let out = args.out.clone();
     let log_dir = out.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let tag = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() % 0xffffff);
     let release = root.join("target/release");
-    let setup = Setup {
-        root: root.clone(),
-        bin_dir: args.bin_dir.clone().unwrap_or_else(|| release.clone()),
-        backing: Setup::backing(&args.pg),
-        rust_log: args.rust_log.clone(),
-        log_dir,
-    };
+    let setup = args.system.setup(&root, args.bin_dir.clone().unwrap_or_else(|| release.clone()), log_dir);
     let given = args.mono_url.clone().zip(args.micro_url.clone());
     let mut notes = Vec::new();
     if given.is_none() && !args.no_build {
