@@ -143,7 +143,9 @@ fn passed_env() -> (BTreeMap<String, String>, BTreeMap<String, u16>) {
             }
         } else if key.ends_with("_BIND_ADDRESS") || key.ends_with("_UPSTREAM") {
             // The launcher decides where processes listen and what the edge routes to.
-        } else if own.iter().any(|p| key.starts_with(p)) || ["RUST_LOG", "SHUTDOWN_TIMEOUT"].contains(&key.as_str()) {
+        } else if own.iter().any(|p| key.starts_with(p))
+            || ["RUST_LOG", "SHUTDOWN_TIMEOUT", "TOKIO_WORKER_THREADS"].contains(&key.as_str())
+        {
             env.insert(key, value);
         }
     }
