@@ -26,7 +26,10 @@ use super::{
     plan::{Plan, fmt_minutes},
     procs, watch_for,
 };
-use crate::{engine::Model, mix::Mix, stats::fmt_us};
+use crate::{engine::Model, mix::Mix, stats::fmt_us, step::StepResult};
+
+/// The unmeasured load before each window, seconds.
+const WARMUP_S: f64 = 3.0;
 
 /// `loadtest ab` flags.
 #[derive(Debug, Clone, Args)]
@@ -55,7 +58,7 @@ pub struct AbArgs {
     /// The open model's rate of the default mix, the same for every measurement.
     #[arg(long, default_value_t = 250.0)]
     pub rate: f64,
-    /// Seconds of each measured window (after a 3 s warm-up).
+    /// Seconds of each measured window (after a 3 s warm-up, [`WARMUP_S`]).
     #[arg(long, default_value_t = 15.0)]
     pub duration: f64,
     /// Rounds per build; a round measures A and B once each (A B, then B A, ...).
@@ -216,7 +219,7 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
         total,
         args.duration,
         args.rate,
-        fmt_minutes(total as f64 * (args.duration + 4.0))
+        fmt_minutes(total as f64 * (args.duration + WARMUP_S + 1.0))
     );
     let started = Instant::now();
     let mut measurements = Vec::new();
@@ -232,16 +235,17 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
                     fmt_minutes(started.elapsed().as_secs_f64())
                 );
                 let label = format!("{}-r{}-{}", build.name(), round + 1, if variant == 0 { "a" } else { "b" });
-                let m = measure(&setups[variant], &envs[variant], &plan, build, &label, args.rate, args.duration)
+                let step = measure(&setups[variant], &envs[variant], &plan, build, &label, args.rate, args.duration)
                     .await
                     .with_context(|| format!("{label}: see the logs in {}", log_dir.join(&label).display()))?;
+                let m = Measurement::of(build, variant, round, &step);
                 eprintln!(
                     "ab       {:.0} µs of own CPU per request, p99 {}, {} errors",
                     m.own_us_per_request,
                     fmt_us(m.p99_us as f64),
                     m.errors
                 );
-                measurements.push(Measurement { variant, round, ..m });
+                measurements.push(m);
             }
         }
     }
@@ -274,40 +278,47 @@ async fn measure(
     label: &str,
     rate: f64,
     duration: f64,
-) -> Result<Measurement> {
+) -> Result<StepResult> {
     let running = setup.start_with(build, label, env).await?;
     let watch = watch_for(build, Some(&running), &running.base_url);
     let result = async {
         let target = Client::builder().timeout(std::time::Duration::from_secs(10)).build(&running.base_url)?;
         let mix = Mix::default();
-        let orders = rate * (plan.warmup_s + duration) * mix.place_share();
+        let orders = rate * (WARMUP_S + duration) * mix.place_share();
         let (pool, catalog) = super::setup_pool(&target, plan, orders).await?;
         let mut config =
             super::step_config(plan, &running.base_url, build, label.to_owned(), Model::Open { rate }, mix, duration);
-        config.warmup = std::time::Duration::from_secs(3);
+        config.warmup = std::time::Duration::from_secs_f64(WARMUP_S);
         super::measured_step(&target, &pool, &catalog, &config, &watch, "ab").await
     }
     .await;
     running.stop().await;
-    let step = result?;
-    let count = step.summary.overall.count;
-    let cpu: BTreeMap<String, f64> =
-        step.extra.get("cpu_us_per_request").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-    let own = build.processes().iter().filter_map(|p| cpu.get(*p)).sum();
-    let l = step.latency();
-    Ok(Measurement {
-        build,
-        variant: 0,
-        round: 0,
-        requests: count,
-        errors: step.summary.overall.errors,
-        correct: step.correct(),
-        achieved_rps: step.achieved_rps(),
-        p50_us: l.p50_us,
-        p99_us: l.p99_us,
-        own_us_per_request: own,
-        cpu_us_per_request: cpu,
-    })
+    result
+}
+
+impl Measurement {
+    /// What the report keeps of one measured step of `build`.
+    fn of(build: Build, variant: usize, round: usize, step: &StepResult) -> Self {
+        let cpu: BTreeMap<String, f64> = step
+            .extra
+            .get("cpu_us_per_request")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let l = step.latency();
+        Self {
+            build,
+            variant,
+            round,
+            requests: step.summary.overall.count,
+            errors: step.summary.overall.errors,
+            correct: step.correct(),
+            achieved_rps: step.achieved_rps(),
+            p50_us: l.p50_us,
+            p99_us: l.p99_us,
+            own_us_per_request: build.processes().iter().filter_map(|p| cpu.get(*p)).sum(),
+            cpu_us_per_request: cpu,
+        }
+    }
 }
 
 /// The report: what was compared, every measurement, and per build the verdict.
@@ -322,8 +333,8 @@ pub fn render(r: &AbReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\nEach measurement starts the build fresh (launcher, new databases), sets up a pool, warms up 3 s, then \
-         measures {:.0} s of the default mix at {:.0} rps (open model). Rounds alternate the order (A B, B A, ...). \
+        "\nEach measurement starts the build fresh (launcher, new databases), sets up a pool, warms up {WARMUP_S:.0} s, \
+         then measures {:.0} s of the default mix at {:.0} rps (open model). Rounds alternate the order (A B, B A, ...). \
          \"Own CPU\" is utime+stime of the build's own processes over the window, per request.\n",
         r.duration_s, r.rate
     );
