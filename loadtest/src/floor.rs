@@ -22,9 +22,14 @@
 //!   (the framework's floor of a lookup served from the cache).
 //!
 //! The runtime is built as every service builds it
-//! (`twinshop_platform::host::main`): tokio's multi-threaded runtime with
-//! its defaults (one worker per core; `TOKIO_WORKER_THREADS` applies to
-//! both alike). Connections get `TCP_NODELAY`, as in the services.
+//! (`twinshop_platform::host::main`): tokio's multi-threaded runtime, with
+//! as many workers as the service it is set against. The launcher gives
+//! each microservice a share of the cores (`TOKIO_WORKER_THREADS`, one each
+//! on two cores), so `compare` starts the floor with the value it reads
+//! from the user service's own environment ([`worker_threads_of`]); a
+//! floor with tokio's default of one worker per core would be measured
+//! with a runtime the services no longer have. Connections get
+//! `TCP_NODELAY`, as in the services.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -155,6 +160,25 @@ pub async fn serve(
     Ok(())
 }
 
+const WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// `TOKIO_WORKER_THREADS` as set in the environment process `pid` started
+/// with, if it is set (and readable: the process is ours or we are root).
+pub fn worker_threads_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    worker_threads_in(&environ)
+}
+
+/// The value of `TOKIO_WORKER_THREADS` in a `/proc/{pid}/environ` image
+/// (`KEY=VALUE` entries separated by NUL bytes).
+fn worker_threads_in(environ: &[u8]) -> Option<String> {
+    let key = format!("{WORKER_THREADS}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(key.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
 /// The floor as a child process of `compare`: started from the binary
 /// next to the running `loadtest`, killed when dropped.
 #[derive(Debug)]
@@ -173,10 +197,17 @@ impl FloorProcess {
         Ok(floor)
     }
 
-    /// Starts the floor against Redis at `redis_url` and waits for its addresses.
-    pub async fn start(redis_url: &str) -> Result<Self> {
+    /// Starts the floor against Redis at `redis_url`, with `workers` as its
+    /// `TOKIO_WORKER_THREADS` (tokio's default when `None`), and waits for
+    /// its addresses.
+    pub async fn start(redis_url: &str, workers: Option<&str>) -> Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
-        let mut child = tokio::process::Command::new(Self::binary()?)
+        let mut command = tokio::process::Command::new(Self::binary()?);
+        match workers {
+            Some(n) => command.env(WORKER_THREADS, n),
+            None => command.env_remove(WORKER_THREADS),
+        };
+        let mut child = command
             .arg("--redis")
             .arg(redis_url)
             .stdin(std::process::Stdio::piped())
@@ -218,5 +249,15 @@ mod tests {
         let parsed: twinshop_client::UserLookup = serde_json::from_str(&entry(id)).expect("a lookup");
         assert_eq!(parsed.id.to_string(), id);
         assert!(parsed.address.is_some());
+    }
+
+    #[test]
+    fn worker_threads_are_read_from_an_environ_image() {
+        let environ = b"PATH=/usr/bin\0XTOKIO_WORKER_THREADS=9\0TOKIO_WORKER_THREADS=1\0RUST_LOG=info\0";
+        assert_eq!(worker_threads_in(environ).as_deref(), Some("1"));
+        assert_eq!(worker_threads_in(b"PATH=/usr/bin\0RUST_LOG=info"), None);
+        // A process of our own: the test's environment, whatever it holds.
+        let mine = worker_threads_of(std::process::id());
+        assert_eq!(mine, std::env::var(WORKER_THREADS).ok());
     }
 }

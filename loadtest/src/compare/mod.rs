@@ -458,7 +458,13 @@ async fn hop_probes(
 ) -> Result<hops::Hops> {
     let ids = pool.users.iter().take(50).map(|u| u.id).collect();
     let d = Duration::from_secs_f64(plan.hop_duration_s);
-    let floor = match crate::floor::FloorProcess::start(&setup.backing.redis).await {
+    // The floor's runtime as the callee's: the user service's worker threads.
+    let workers = watch
+        .roots
+        .iter()
+        .find(|(name, _, _)| name == Service::User.binary())
+        .and_then(|(_, pid, _)| crate::floor::worker_threads_of(*pid));
+    let floor = match crate::floor::FloorProcess::start(&setup.backing.redis, workers.as_deref()).await {
         Ok(f) => Some(f),
         Err(e) => {
             eprintln!("hops     no floor to compare with: {e:#}");

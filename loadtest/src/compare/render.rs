@@ -318,7 +318,8 @@ pub fn document(r: &CompareReport) -> Document {
             hops.paragraph(format!(
                 "The floor is a process of its own (`loadtest-floor`): a bare tonic server (tonic-health and the \
                  generated Payments server answering without a transaction) and a bare axum server (one Redis GET \
-                 per lookup), with the services' runtime settings and none of their layers. Ours and the floor \
+                 per lookup), with the services' runtime (as many worker threads as the user service was given) \
+                 and none of their layers. Ours and the floor \
                  were probed interleaved, in {} round(s) of {:.1} s each. Charge's ratio is what its transaction \
                  adds, not overhead.",
                 hp.rounds,
