@@ -114,6 +114,10 @@ pub struct Measurement {
     pub own_us_per_request: f64,
     /// CPU µs per request of every accounted process, by name.
     pub cpu_us_per_request: BTreeMap<String, f64>,
+    /// Each of the build's own processes' peak resident memory (`VmHWM`,
+    /// MiB) at the end of the window (absent in older results).
+    #[serde(default)]
+    pub peak_rss_mib: BTreeMap<String, f64>,
 }
 
 /// The whole A/B and its summary.
@@ -145,6 +149,10 @@ pub struct Summary {
     pub b_lower: usize,
     /// Mean p99 of A and of B, µs.
     pub p99_us: [f64; 2],
+    /// Mean peak resident memory per own process of A and of B, MiB
+    /// (absent in older results).
+    #[serde(default)]
+    pub peak_rss_mib: [BTreeMap<String, f64>; 2],
 }
 
 impl Summary {
@@ -176,6 +184,16 @@ impl Summary {
             mean_difference,
             standard_error,
             p99_us: [mean(&|(a, _)| a.p99_us as f64), mean(&|(_, b)| b.p99_us as f64)],
+            peak_rss_mib: [0, 1].map(|v| {
+                let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+                for pair in &pairs {
+                    let m = if v == 0 { pair.0 } else { pair.1 };
+                    for (name, mib) in &m.peak_rss_mib {
+                        *sums.entry(name.clone()).or_default() += mib / n;
+                    }
+                }
+                sums
+            }),
         })
     }
 
@@ -235,15 +253,17 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
                     fmt_minutes(started.elapsed().as_secs_f64())
                 );
                 let label = format!("{}-r{}-{}", build.name(), round + 1, if variant == 0 { "a" } else { "b" });
-                let step = measure(&setups[variant], &envs[variant], &plan, build, &label, args.rate, args.duration)
-                    .await
-                    .with_context(|| format!("{label}: see the logs in {}", log_dir.join(&label).display()))?;
-                let m = Measurement::of(build, variant, round, &step);
+                let (step, memory) =
+                    measure(&setups[variant], &envs[variant], &plan, build, &label, args.rate, args.duration)
+                        .await
+                        .with_context(|| format!("{label}: see the logs in {}", log_dir.join(&label).display()))?;
+                let m = Measurement::of(build, variant, round, &step, &memory);
                 eprintln!(
-                    "ab       {:.0} µs of own CPU per request, p99 {}, {} errors",
+                    "ab       {:.0} µs of own CPU per request, p99 {}, {} errors, peak RSS {:.1} MiB in all",
                     m.own_us_per_request,
                     fmt_us(m.p99_us as f64),
-                    m.errors
+                    m.errors,
+                    m.peak_rss_mib.values().sum::<f64>()
                 );
                 measurements.push(m);
             }
@@ -269,7 +289,9 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
     Ok(if all_correct { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
 }
 
-/// One fresh start of `build` with `setup`'s binaries and `env`, a pool, one measured window.
+/// One fresh start of `build` with `setup`'s binaries and `env`, a pool,
+/// one measured window; with the peak memory of every watched process
+/// (MiB), read before the build stops.
 async fn measure(
     setup: &Setup,
     env: &[(String, String)],
@@ -278,7 +300,7 @@ async fn measure(
     label: &str,
     rate: f64,
     duration: f64,
-) -> Result<StepResult> {
+) -> Result<(StepResult, BTreeMap<String, f64>)> {
     let running = setup.start_with(build, label, env).await?;
     let watch = watch_for(build, Some(&running), &running.base_url);
     let result = async {
@@ -289,7 +311,8 @@ async fn measure(
         let mut config =
             super::step_config(plan, &running.base_url, build, label.to_owned(), Model::Open { rate }, mix, duration);
         config.warmup = std::time::Duration::from_secs_f64(WARMUP_S);
-        super::measured_step(&target, &pool, &catalog, &config, &watch, "ab").await
+        let step = super::measured_step(&target, &pool, &catalog, &config, &watch, "ab").await?;
+        Ok::<_, anyhow::Error>((step, watch.memory()))
     }
     .await;
     running.stop().await;
@@ -298,7 +321,7 @@ async fn measure(
 
 impl Measurement {
     /// What the report keeps of one measured step of `build`.
-    fn of(build: Build, variant: usize, round: usize, step: &StepResult) -> Self {
+    fn of(build: Build, variant: usize, round: usize, step: &StepResult, memory: &BTreeMap<String, f64>) -> Self {
         let cpu: BTreeMap<String, f64> = step
             .extra
             .get("cpu_us_per_request")
@@ -317,6 +340,11 @@ impl Measurement {
             p99_us: l.p99_us,
             own_us_per_request: build.processes().iter().filter_map(|p| cpu.get(*p)).sum(),
             cpu_us_per_request: cpu,
+            peak_rss_mib: build
+                .processes()
+                .iter()
+                .filter_map(|p| memory.get(*p).map(|mib| ((*p).to_owned(), *mib)))
+                .collect(),
         }
     }
 }
@@ -359,6 +387,25 @@ pub fn render(r: &AbReport) -> String {
             fmt_us(m.p99_us[0]),
             fmt_us(m.p99_us[1]),
         );
+    }
+    if r.summaries.iter().any(|m| m.peak_rss_mib.iter().any(|v| !v.is_empty())) {
+        let _ = writeln!(
+            s,
+            "\nPeak resident memory (`VmHWM`) of each own process at the end of the window, mean of the rounds:\n"
+        );
+        let _ = writeln!(s, "| build | process | {a} | {b} | {b} − {a} |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for m in &r.summaries {
+            for (name, a_mib) in &m.peak_rss_mib[0] {
+                let Some(b_mib) = m.peak_rss_mib[1].get(name) else { continue };
+                let _ = writeln!(
+                    s,
+                    "| {} | {name} | {a_mib:.1} MiB | {b_mib:.1} MiB | {:+.1} MiB |",
+                    m.build.name(),
+                    b_mib - a_mib
+                );
+            }
+        }
     }
     let _ = writeln!(s, "\n## Measurements\n");
     let _ = writeln!(
@@ -411,6 +458,7 @@ mod tests {
             p99_us: 10_000,
             own_us_per_request: own,
             cpu_us_per_request: BTreeMap::new(),
+            peak_rss_mib: BTreeMap::from([("monolith".to_owned(), own / 20.0)]),
         }
     }
 
@@ -432,6 +480,9 @@ mod tests {
         assert!((s.t().expect("se > 0") + 4.0).abs() < 1e-9);
         assert_eq!(s.b_lower, 2);
         assert!((s.change() + 80.0 / 810.0).abs() < 1e-12);
+        // Peak memory: the mean over the paired rounds, per variant.
+        assert!((s.peak_rss_mib[0]["monolith"] - 810.0 / 20.0).abs() < 1e-9);
+        assert!((s.peak_rss_mib[1]["monolith"] - 730.0 / 20.0).abs() < 1e-9);
         // A round with only one variant measured is no pair.
         assert!(Summary::of(Build::Microservices, &ms).is_none());
     }
