@@ -12,11 +12,23 @@
 //!   (and `_ARG`), parsed here so a typo exits 64; parent-based samplers
 //!   follow the caller's `traceparent`, which is how `loadtest compare`
 //!   records exactly the requests it times (see [`SamplerName`]).
+//! - The OpenTelemetry layer is told to do less than its defaults, each cut
+//!   measured (issue 16, `docs/loadtest/ab-2026-12-06/`): it does not make
+//!   a span's OpenTelemetry context the thread's current one on every enter
+//!   and exit (every poll of an instrumented future; our code asks a span
+//!   for its context, [`crate::propagation`], and the log lines find it
+//!   from the span, [`JsonLines`]), and it adds no thread or source-location
+//!   attributes (which thread polled a span says nothing in async code).
+//!   Busy and idle time stay: the trace map reads them.
 //! - A binary's first log line is its build identity
 //!   ([`crate::build_info`]), and its spans carry it as resource
 //!   attributes (`service.version`, `twinshop.commit`, `twinshop.release`).
 
-use std::{fmt, io, time::Duration};
+use std::{
+    fmt, io,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use opentelemetry::{
     KeyValue, global,
@@ -26,11 +38,11 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
-    trace::{Sampler, SdkTracerProvider},
+    trace::{Sampler, SdkTracer, SdkTracerProvider},
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tracing::{Event, Subscriber, field::Field};
+use tracing::{Dispatch, Event, Subscriber, dispatcher::WeakDispatch, field::Field};
 use tracing_subscriber::{
     EnvFilter, Layer,
     filter::LevelFilter,
@@ -135,12 +147,16 @@ impl Telemetry {
         let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
         // Only spans at INFO and above become OTel spans: keeps hyper/h2
         // internals (and the exporter's own connection) out of traces.
-        let otel =
-            tracing_opentelemetry::layer().with_tracer(provider.tracer(service.clone())).with_filter(LevelFilter::INFO);
-        let logs =
-            tracing_subscriber::fmt::layer().fmt_fields(JsonFields::new()).event_format(JsonLines).with_writer(writer);
+        let otel = otel_layer(provider.tracer(service.clone())).with_filter(LevelFilter::INFO);
+        let json = JsonLines::default();
+        let logs = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(json.clone())
+            .with_writer(writer);
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(filter).with(otel).with(logs));
+        json.attach(&dispatch);
         // A second init in one process (tests) keeps the first subscriber.
-        let _ = tracing_subscriber::registry().with(filter).with(otel).with(logs).try_init();
+        let _ = dispatch.try_init();
         // Nothing has logged before this line: it is the process's first.
         if let Some(build) = BuildInfo::current() {
             tracing::info!(
@@ -200,11 +216,46 @@ pub fn sampled_tracer_provider(
     Ok(builder.build())
 }
 
+/// The OpenTelemetry layer as every binary installs it (see the module
+/// documentation for what it leaves out, and why).
+pub fn otel_layer<S>(tracer: SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_context_activation(false)
+        .with_threads(false)
+        .with_location(false)
+}
+
 /// Formats each event as one JSON object: `timestamp`, `level`, `target`,
 /// `message`, the event's fields, the current span's name and fields, and
 /// `trace_id`/`span_id` when a span is active.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+///
+/// The ids are read from the event's span through the subscriber it is part
+/// of ([`JsonLines::attach`]): the OpenTelemetry layer does not make a
+/// span's context the current one on enter (see [`otel_layer`]).
+#[derive(Debug, Clone, Default)]
+pub struct JsonLines {
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl JsonLines {
+    /// Tells the formatter the subscriber it formats for, so it can ask the
+    /// OpenTelemetry layer for a span's ids. Without it, lines carry none.
+    pub fn attach(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
+    /// The trace and span id of the span with `id`, if it has a valid one.
+    fn ids(&self, id: &tracing::span::Id) -> Option<opentelemetry::trace::SpanContext> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+        let span_context = cx.span().span_context().clone();
+        span_context.is_valid().then_some(span_context)
+    }
+}
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where
@@ -228,6 +279,7 @@ where
         if !fields.is_empty() {
             line.insert("fields".into(), Value::Object(fields));
         }
+        let mut span_id = None;
         if let Some(span) = ctx.parent_span() {
             let mut span_json = Map::new();
             span_json.insert("name".into(), span.name().into());
@@ -237,11 +289,10 @@ where
                 span_json.extend(map);
             }
             line.insert("span".into(), Value::Object(span_json));
+            span_id = Some(span.id());
         }
-        // The OTel layer attaches the entered span's context on enter.
-        let cx = opentelemetry::Context::current();
-        let span_context = cx.span().span_context().clone();
-        if span_context.is_valid() {
+        // After the span's extensions are released: the OTel layer locks them.
+        if let Some(span_context) = span_id.and_then(|id| self.ids(&id)) {
             line.insert("trace_id".into(), span_context.trace_id().to_string().into());
             line.insert("span_id".into(), span_context.span_id().to_string().into());
         }
@@ -333,27 +384,42 @@ mod tests {
         let buffer = Buffer::default();
         let provider = tracer_provider("test", None).expect("provider");
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(JsonFields::new())
-                    .event_format(JsonLines)
-                    .with_writer(move || writer.clone()),
-            );
-        tracing::subscriber::with_default(subscriber, || {
+        let json = JsonLines::default();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(provider.tracer("test"))).with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(JsonFields::new())
+                .event_format(json.clone())
+                .with_writer(move || writer.clone()),
+        );
+        let dispatch = Dispatch::new(subscriber);
+        json.attach(&dispatch);
+        let (mut outer, mut inner) = (None, None);
+        tracing::dispatcher::with_default(&dispatch, || {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
             tracing::info!(outside = 1, "no span");
-            tracing::info_span!("use_case", user_id = "u-1").in_scope(|| tracing::info!(n = 2, "inside"));
+            let span = tracing::info_span!("use_case", user_id = "u-1");
+            span.in_scope(|| tracing::info!(n = 2, "inside"));
+            let child = span.in_scope(|| tracing::info_span!("step"));
+            child.in_scope(|| tracing::info!("in the child"));
+            outer = Some(span.context().span().span_context().clone());
+            inner = Some(child.context().span().span_context().clone());
         });
         let out = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
         let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["message"], "no span");
         assert!(lines[0].get("trace_id").is_none());
         assert_eq!(lines[1]["fields"]["n"], 2);
         assert_eq!(lines[1]["span"]["name"], "use_case");
         assert_eq!(lines[1]["span"]["user_id"], "u-1");
-        assert_eq!(lines[1]["trace_id"].as_str().map(str::len), Some(32));
-        assert_eq!(lines[1]["span_id"].as_str().map(str::len), Some(16));
+        // The ids are the span's own, as its OpenTelemetry context has them;
+        // a child span is in the same trace, with an id of its own.
+        let (outer, inner) = (outer.expect("outer context"), inner.expect("inner context"));
+        assert_eq!(lines[1]["trace_id"], outer.trace_id().to_string());
+        assert_eq!(lines[1]["span_id"], outer.span_id().to_string());
+        assert_eq!(lines[2]["span"]["name"], "step");
+        assert_eq!(lines[2]["trace_id"], outer.trace_id().to_string());
+        assert_eq!(lines[2]["span_id"], inner.span_id().to_string());
+        assert_ne!(inner.span_id(), outer.span_id());
     }
 }

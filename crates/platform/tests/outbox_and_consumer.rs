@@ -647,7 +647,7 @@ async fn relay_until_empty(relay: Relay, pool: PgPool, amqp: Arc<Amqp>) -> usize
 fn tracing_with_otel() -> impl tracing::Subscriber + Send + Sync {
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let provider = twinshop_platform::telemetry::tracer_provider("test", None).expect("tracer provider");
-    tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+    tracing_subscriber::registry().with(twinshop_platform::telemetry::otel_layer(provider.tracer("test")))
 }
 
 /// An event no queue is bound to: always returned as unroutable.
