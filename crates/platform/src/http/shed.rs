@@ -7,8 +7,10 @@
 //! request's latency grow until clients time out, and the work done for
 //! them is wasted. With a bound, the requests admitted are served at the
 //! latency of a busy (not flooded) process, and the rest are refused at
-//! once, before any work: no body read, no database touched, no
-//! `Idempotency-Key` recorded. A client may retry after `Retry-After`.
+//! once, before any work: no database touched, no `Idempotency-Key`
+//! recorded. (The body, at most 64 KiB, has been read by then, so the
+//! refusal does not cost the connection: see `stack::read_body_first`.)
+//! A client may retry after `Retry-After`.
 //!
 //! # A queue for bursts, not for overload
 //!

@@ -5,8 +5,9 @@
 //! parent is the caller's W3C `traceparent`, the span's ids echoed back as
 //! `traceresponse` (so a client, such as the storefront, can name the trace
 //! of each request), compression, the problem
-//! guarantee ([`ensure_problem`]), panic catching, the request timeout and
-//! the body size limit; innermost, per-route metrics.
+//! guarantee ([`ensure_problem`]), panic catching, the request timeout,
+//! the body size limit and the reading of the whole body ([`read_body_first`]);
+//! innermost, per-route metrics.
 
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
         // Router::layer: the first call is the innermost.
         .layer(middleware::from_fn(metrics::track_http))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(read_body_first))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::new())
@@ -73,6 +75,48 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+/// Reads a request's whole body (at most [`BODY_LIMIT`]) before anything
+/// inside answers, so that an answer given without looking at the body (a
+/// `401` from the bearer check, which runs before the JSON is parsed; a
+/// `503 overloaded` from the in-flight bound) leaves no unread bytes on
+/// the connection. hyper closes a connection whose request body is still
+/// arriving when the response is done, and a proxy still sending that body
+/// (the nginx edge streams a large body from its temporary file) then sees a
+/// broken pipe and answers `502` in our place: the client would read
+/// `dependency_unavailable` instead of `unauthorized`. Bodies are small
+/// (64 KiB at most), so one copy is cheap; gRPC is left alone (its streams
+/// must flow both ways at once), and so are requests without a body.
+async fn read_body_first(req: Request, next: Next) -> Response {
+    let grpc = req.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+    if grpc || !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        // Past the limit (a chunked body; a declared length past it never
+        // gets here), or the client went away mid-body.
+        Err(err) if is_too_large(&err) => Problem::new(ErrorCode::PayloadTooLarge).into_response(),
+        Err(_) => {
+            Problem::new(ErrorCode::MalformedJson).with_detail("The request body could not be read.").into_response()
+        }
+    }
+}
+
+/// Whether reading a body failed on the size limit.
+fn is_too_large(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `traceresponse: 00-{trace-id}-{span-id}-{flags}` on every answer, errors
