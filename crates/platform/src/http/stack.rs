@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -89,7 +89,7 @@ pub fn apply(router: Router, timeout: Duration) -> Router {
 /// (64 KiB at most), so one copy is cheap; gRPC is left alone (its streams
 /// must flow both ways at once), and so are requests without a body.
 async fn read_body_first(req: Request, next: Next) -> Response {
-    let grpc = req.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+    let grpc = is_grpc(req.headers());
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
     if grpc || !has_body {
@@ -105,6 +105,11 @@ async fn read_body_first(req: Request, next: Next) -> Response {
             Problem::new(ErrorCode::MalformedJson).with_detail("The request body could not be read.").into_response()
         }
     }
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `+proto` and the like).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Whether reading a body failed on the size limit.
@@ -151,8 +156,7 @@ fn make_span(req: &Request) -> tracing::Span {
 /// is a protocol error to a gRPC client; grpcurl, for one, falls back from
 /// reflection v1 to v1alpha only on `UNIMPLEMENTED`).
 async fn no_such_route(req: Request) -> Response {
-    let grpc = req.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
+    if is_grpc(req.headers()) {
         return tonic::Status::unimplemented(format!("no such method: {}", req.uri().path())).into_http();
     }
     Problem::new(ErrorCode::NotFound).with_detail("No such route.").into_response()
