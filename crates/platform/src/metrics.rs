@@ -89,6 +89,10 @@ fn describe() {
             metrics::Unit::Seconds,
             "From the transaction that wrote an event to its confirmed publication."
         );
+        metrics::describe_counter!(
+            "outbox_relay_passes_total",
+            "Relay passes of an area's outbox, by whether they claimed any event (none: a wake-up for nothing)."
+        );
         metrics::describe_counter!("consumer_processed_total", "Events a consumer applied (or found applied).");
         metrics::describe_counter!("consumer_retries_total", "Failed attempts of a consumer that will be retried.");
         metrics::describe_counter!("consumer_dead_lettered_total", "Events a consumer gave up on.");

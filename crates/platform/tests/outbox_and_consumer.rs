@@ -278,6 +278,44 @@ async fn two_relays_racing_on_one_outbox_publish_each_event_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_that_arrive_during_a_pass_are_answered_by_one_more_pass_not_one_each() {
+    twinshop_platform::metrics::init();
+    let env = Env::without_topology().await;
+    // Its own label, so that a shared recorder (cargo test) counts this relay only.
+    let area: &'static str = Box::leak(unique_name("coalesce").into_boxed_str());
+    let publisher = Arc::new(Gated::default());
+    // No polling: every pass after the first is a notification's.
+    let settings = RelaySettings { poll_interval: Duration::from_secs(600), ..RelaySettings::default() };
+    let relay = Relay::new(area, env.pool.clone(), env.target.clone(), publisher.clone(), settings);
+    env.enqueue_order_confirmed().await;
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+
+    // The relay's first pass claims that event and is held in the publisher,
+    // while 20 transactions commit, each notifying.
+    publisher.entered.notified().await;
+    for _ in 0..20 {
+        env.enqueue_order_confirmed().await;
+    }
+    publisher.release.notify_one();
+    eventually("21 events published", PATIENCE, || async { (publisher.published() == 21).then_some(()) }).await;
+    // A last event, notified after the others: once it is published, every
+    // pass the 20 notifications caused has run.
+    env.enqueue_order_confirmed().await;
+    eventually("22 events published", PATIENCE, || async { (publisher.published() == 22).then_some(()) }).await;
+    let empty = relay_passes(area, "none");
+    let working = relay_passes(area, "some");
+    shutdown.trigger();
+    task.await.expect("the relay task does not panic");
+
+    assert_eq!(working, 3.0, "the held event, the 20 together, the last one");
+    // One per notification would be 19 passes finding nothing; a
+    // notification still on its way when the drain looked may cost one.
+    assert!(empty <= 1.0, "{empty} passes found nothing");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_applies_each_event_once_even_when_it_is_delivered_twice() {
     let env = Env::start().await;
     env.create_effects_table().await;
@@ -554,6 +592,42 @@ impl Consumer {
         self.shutdown.trigger();
         self.task.await.expect("the consumer task does not panic");
     }
+}
+
+/// Holds the first batch until released; counts what it publishes.
+#[derive(Default)]
+struct Gated {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    calls: AtomicUsize,
+    published: AtomicUsize,
+}
+
+impl Gated {
+    fn published(&self) -> usize {
+        self.published.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Publisher for Gated {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Delivery> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        self.published.fetch_add(batch.len(), Ordering::SeqCst);
+        batch.iter().map(|_| Delivery::Done).collect()
+    }
+}
+
+/// `outbox_relay_passes_total{area, claimed}` from this process's recorder.
+fn relay_passes(area: &str, claimed: &str) -> f64 {
+    let series = format!("outbox_relay_passes_total{{area=\"{area}\",claimed=\"{claimed}\"}} ");
+    twinshop_platform::metrics::render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0.0, |n| n.trim().parse().expect("a number"))
 }
 
 /// A handler that applies an effect once per event (through the inbox) and
