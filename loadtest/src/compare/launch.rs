@@ -74,6 +74,8 @@ pub struct Setup {
     pub backing: Backing,
     /// `RUST_LOG` of the services.
     pub rust_log: String,
+    /// More environment for every process of every run (`--env`).
+    pub env: Vec<(String, String)>,
     /// Where each run's logs go (a directory per run, a file per process).
     pub log_dir: PathBuf,
 }
@@ -95,10 +97,11 @@ impl Setup {
     /// end), free ports, the edge on 127.0.0.1, one replica each, no
     /// restarts, logs in `<log_dir>/<label>/`.
     pub fn plan(&self, build: Build, label: &str) -> Plan {
-        let mut plan = Plan::new(build.launcher())
+        let plan = Plan::new(build.launcher())
             .bin_dir(&self.bin_dir)
             .logs(LogTarget::Dir(self.log_dir.join(label)))
             .env_all("RUST_LOG", &self.rust_log);
+        let mut plan = self.env.iter().fold(plan, |plan, (k, v)| plan.env_all(k, v));
         plan.backing = self.backing.clone();
         plan.keys_dir = self.root.join("dev/keys");
         plan.edge = Some(EdgePlan::at(&self.root));
@@ -226,6 +229,7 @@ mod tests {
             bin_dir: PathBuf::from("/old/release"),
             backing: Setup::backing("postgres://postgres@127.0.0.1:5432/"),
             rust_log: "warn".into(),
+            env: vec![("MAX_IN_FLIGHT".into(), "8".into())],
             log_dir: PathBuf::from("/out/logs"),
         };
         let plan = setup.plan(Build::Microservices, "run_mi0");
@@ -235,6 +239,7 @@ mod tests {
         assert_eq!(plan.events_namespace, None, "a namespace of its own, deleted at the end");
         assert_eq!(plan.logs, LogTarget::Dir(PathBuf::from("/out/logs/run_mi0")));
         assert_eq!(plan.env_all.get("RUST_LOG").map(String::as_str), Some("warn"));
+        assert_eq!(plan.env_all.get("MAX_IN_FLIGHT").map(String::as_str), Some("8"), "--env reaches every process");
         assert_eq!(plan.keys_dir, PathBuf::from("/repo/dev/keys"));
         assert_eq!(
             twinshop_launcher::databases::database_url(&plan.backing, "twinshop_order_x"),

@@ -135,6 +135,10 @@ pub struct SystemArgs {
     /// The workspace root (dev/keys, deploy/edge); default: found from the current directory.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// More environment for every process it starts, in every run
+    /// (KEY=VALUE, repeatable; e.g. `MAX_IN_FLIGHT=8`).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = ab::key_value)]
+    pub env: Vec<(String, String)>,
 }
 
 impl SystemArgs {
@@ -153,6 +157,7 @@ impl SystemArgs {
             bin_dir,
             backing: Setup::backing(&self.pg),
             rust_log: self.rust_log.clone(),
+            env: self.env.clone(),
             log_dir,
         }
     }
