@@ -195,9 +195,6 @@ pub struct BuildRun {
 pub struct Results {
     pub slo_p99_ms: f64,
     pub share: f64,
-    /// The quick variant (`--quick`): its own 1 → 2 bound
-    /// (`report::OUT_1_TO_2_QUICK`).
-    pub quick: bool,
     pub timing: Timing,
     pub runs: Vec<BuildRun>,
     /// `uptime`'s load averages when the lab started (the machine is shared).
@@ -342,8 +339,7 @@ pub async fn run(args: &LabArgs) -> Result<LabOutcome> {
         say(&format!("== scaling lab, {}", build.name()));
         runs.push(run_build(build, args, &timing).await.with_context(|| format!("the {} run", build.name()))?);
     }
-    let results =
-        Results { slo_p99_ms: SLO_P99_US as f64 / 1e3, share: SHARE, quick: args.quick, timing, runs, load_before };
+    let results = Results { slo_p99_ms: SLO_P99_US as f64 / 1e3, share: SHARE, timing, runs, load_before };
     let checks = report::checks(&results);
     checks.print("scaling:");
     let doc = report::document(&results, &checks, args, &started_at, started.elapsed().as_secs_f64());
