@@ -12,6 +12,13 @@
 //! the means, and the mean paired difference with its standard error: a
 //! change is shown when that difference is several standard errors from
 //! zero, and the report says how many.
+//!
+//! With `--overload` the rate is meant to be past the build's peak (twice
+//! it, as `loadtest compare`'s overload step offers) and the figure is what
+//! issue 16 asks of shedding: the goodput (answers that are neither `503
+//! overloaded` nor errors, per second) and the p99 of the requests served.
+//! A comparison run offers each run twice *its own* monolith peak, so two
+//! runs of it overload two variants at different rates; here both get one.
 
 use std::{collections::BTreeMap, fmt::Write as _, io::Write as _, path::PathBuf, time::Instant};
 
@@ -23,8 +30,11 @@ use twinshop_client::Client;
 use super::{
     GENERATOR, SystemArgs,
     launch::{Build, Setup},
+    math::per_unit,
+    overload::{self, PhaseResult},
     plan::{Plan, fmt_minutes},
-    procs, watch_for,
+    procs::{self, cpu_delta_ms},
+    watch_for,
 };
 use crate::{engine::Model, mix::Mix, stats::fmt_us, step::StepResult};
 
@@ -61,6 +71,11 @@ pub struct AbArgs {
     /// Seconds of each measured window (after a 3 s warm-up, [`WARMUP_S`]).
     #[arg(long, default_value_t = 15.0)]
     pub duration: f64,
+    /// Measure shedding instead of CPU: --rate is past the peak (e.g. twice
+    /// it), and the figure is the goodput (answers neither `503 overloaded`
+    /// nor errors, per second) and the p99 of the requests served.
+    #[arg(long)]
+    pub overload: bool,
     /// Rounds per build; a round measures A and B once each (A B, then B A, ...).
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
@@ -118,6 +133,30 @@ pub struct Measurement {
     /// MiB) at the end of the window (absent in older results).
     #[serde(default)]
     pub peak_rss_mib: BTreeMap<String, f64>,
+    /// With `--overload`: what was served and what was shed (then `p50_us`
+    /// and `p99_us` are those of the requests served).
+    #[serde(default)]
+    pub shedding: Option<Shedding>,
+}
+
+/// What an overload window served and refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shedding {
+    /// Answers neither shed nor errors, per second of the window.
+    pub goodput_rps: f64,
+    pub ok: u64,
+    /// `503 overloaded` answers.
+    pub shed: u64,
+    /// How fast a refusal came, p50.
+    pub refused_p50_us: u64,
+}
+
+impl Measurement {
+    /// The figure the A/B compares: own CPU per request, or with
+    /// `--overload` the goodput.
+    pub fn figure(&self) -> f64 {
+        self.shedding.as_ref().map_or(self.own_us_per_request, |s| s.goodput_rps)
+    }
 }
 
 /// The whole A/B and its summary.
@@ -129,23 +168,27 @@ pub struct AbReport {
     pub rate: f64,
     pub duration_s: f64,
     pub rounds: usize,
+    /// Measured with `--overload` (absent in older results).
+    #[serde(default)]
+    pub overload: bool,
     pub command: String,
     pub measurements: Vec<Measurement>,
     pub summaries: Vec<Summary>,
 }
 
-/// Per build: means, the paired differences and their standard error.
+/// Per build: means, the paired differences and their standard error, of
+/// [`Measurement::figure`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub build: Build,
-    /// Mean own CPU µs per request of A and of B.
+    /// Mean own CPU µs per request (with `--overload`, goodput) of A and of B.
     pub mean: [f64; 2],
-    /// B − A per round, µs.
+    /// B − A per round.
     pub differences: Vec<f64>,
     pub mean_difference: f64,
     /// The standard error of the mean difference (sample sd / √n); `None` below 2 rounds.
     pub standard_error: Option<f64>,
-    /// Rounds in which B used less CPU than A.
+    /// Rounds in which B's figure was lower than A's.
     pub b_lower: usize,
     /// Mean p99 of A and of B, µs.
     pub p99_us: [f64; 2],
@@ -170,7 +213,7 @@ impl Summary {
         }
         let n = pairs.len() as f64;
         let mean = |f: &dyn Fn(&(&Measurement, &Measurement)) -> f64| pairs.iter().map(f).sum::<f64>() / n;
-        let differences: Vec<f64> = pairs.iter().map(|(a, b)| b.own_us_per_request - a.own_us_per_request).collect();
+        let differences: Vec<f64> = pairs.iter().map(|(a, b)| b.figure() - a.figure()).collect();
         let mean_difference = differences.iter().sum::<f64>() / n;
         let standard_error = (pairs.len() >= 2).then(|| {
             let var = differences.iter().map(|d| (d - mean_difference).powi(2)).sum::<f64>() / (n - 1.0);
@@ -178,7 +221,7 @@ impl Summary {
         });
         Some(Self {
             build,
-            mean: [mean(&|(a, _)| a.own_us_per_request), mean(&|(_, b)| b.own_us_per_request)],
+            mean: [mean(&|(a, _)| a.figure()), mean(&|(_, b)| b.figure())],
             b_lower: differences.iter().filter(|d| **d < 0.0).count(),
             differences,
             mean_difference,
@@ -228,6 +271,7 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
     let envs = [args.a_env.clone(), args.b_env.clone()];
     let names = [args.a_name.clone(), args.b_name.clone()];
     let plan = Plan::quick(1);
+    let window = Window { rate: args.rate, duration: args.duration, overload: args.overload };
     let builds = args.build.list();
     let total = builds.len() * args.rounds * 2;
     eprintln!(
@@ -253,11 +297,19 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
                     fmt_minutes(started.elapsed().as_secs_f64())
                 );
                 let label = format!("{}-r{}-{}", build.name(), round + 1, if variant == 0 { "a" } else { "b" });
-                let (step, memory) =
-                    measure(&setups[variant], &envs[variant], &plan, build, &label, args.rate, args.duration)
-                        .await
-                        .with_context(|| format!("{label}: see the logs in {}", log_dir.join(&label).display()))?;
-                let m = Measurement::of(build, variant, round, &step, &memory);
+                let context = || format!("{label}: see the logs in {}", log_dir.join(&label).display());
+                let m = measure(&setups[variant], &envs[variant], &plan, build, &label, window, (variant, round))
+                    .await
+                    .with_context(context)?;
+                if let Some(shed) = &m.shedding {
+                    eprintln!(
+                        "ab       goodput {:.0} rps, {} shed, served p99 {}, {} errors",
+                        shed.goodput_rps,
+                        shed.shed,
+                        fmt_us(m.p99_us as f64),
+                        m.errors
+                    );
+                }
                 eprintln!(
                     "ab       {:.0} µs of own CPU per request, p99 {}, {} errors, peak RSS {:.1} MiB in all",
                     m.own_us_per_request,
@@ -277,6 +329,7 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
         rate: args.rate,
         duration_s: args.duration,
         rounds: args.rounds,
+        overload: args.overload,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         measurements,
         summaries,
@@ -289,18 +342,29 @@ pub async fn run(args: AbArgs) -> Result<std::process::ExitCode> {
     Ok(if all_correct { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
 }
 
+/// What each measurement offers.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    rate: f64,
+    duration: f64,
+    overload: bool,
+}
+
 /// One fresh start of `build` with `setup`'s binaries and `env`, a pool,
-/// one measured window; with the peak memory of every watched process
-/// (MiB), read before the build stops.
+/// a warm-up and one measured window; the peak memory of every watched
+/// process is read before the build stops. With `--overload` the window
+/// sorts shed answers apart, CPU is sampled at its edges, and the pool is
+/// checked after it (a refused request must have done nothing).
 async fn measure(
     setup: &Setup,
     env: &[(String, String)],
     plan: &Plan,
     build: Build,
     label: &str,
-    rate: f64,
-    duration: f64,
-) -> Result<(StepResult, BTreeMap<String, f64>)> {
+    window: Window,
+    (variant, round): (usize, usize),
+) -> Result<Measurement> {
+    let Window { rate, duration, overload } = window;
     let running = setup.start_with(build, label, env).await?;
     let watch = watch_for(build, Some(&running), &running.base_url);
     let result = async {
@@ -308,11 +372,26 @@ async fn measure(
         let mix = Mix::default();
         let orders = rate * (WARMUP_S + duration) * mix.place_share();
         let (pool, catalog) = super::setup_pool(&target, plan, orders).await?;
-        let mut config =
-            super::step_config(plan, &running.base_url, build, label.to_owned(), Model::Open { rate }, mix, duration);
-        config.warmup = std::time::Duration::from_secs_f64(WARMUP_S);
-        let step = super::measured_step(&target, &pool, &catalog, &config, &watch, "ab").await?;
-        Ok::<_, anyhow::Error>((step, watch.memory()))
+        if !overload {
+            let model = Model::Open { rate };
+            let mut config = super::step_config(plan, &running.base_url, build, label.to_owned(), model, mix, duration);
+            config.warmup = std::time::Duration::from_secs_f64(WARMUP_S);
+            let step = super::measured_step(&target, &pool, &catalog, &config, &watch, "ab").await?;
+            return Ok(Measurement::of(build, variant, round, &step, &watch.memory()));
+        }
+        overload::phase(&target, &pool, &catalog, 0x0e7e, rate, WARMUP_S).await;
+        let before = watch.sample();
+        let phase = overload::phase(&target, &pool, &catalog, 0xab0e, rate, duration).await;
+        let cpu = cpu_delta_ms(&before, &watch.sample());
+        let memory = watch.memory();
+        let mut check = crate::check::check_pool(&target, &pool).await;
+        for _ in 0..2 {
+            if check.passed {
+                break;
+            }
+            check = crate::check::check_pool(&target, &pool).await;
+        }
+        Ok::<_, anyhow::Error>(Measurement::of_overload(build, (variant, round), &phase, check.passed, &cpu, &memory))
     }
     .await;
     running.stop().await;
@@ -340,13 +419,69 @@ impl Measurement {
             p99_us: l.p99_us,
             own_us_per_request: build.processes().iter().filter_map(|p| cpu.get(*p)).sum(),
             cpu_us_per_request: cpu,
-            peak_rss_mib: build
-                .processes()
-                .iter()
-                .filter_map(|p| memory.get(*p).map(|mib| ((*p).to_owned(), *mib)))
-                .collect(),
+            peak_rss_mib: own_memory(build, memory),
+            shedding: None,
         }
     }
+
+    /// What the report keeps of one overload window of `build`: CPU is per
+    /// request answered, served or shed.
+    fn of_overload(
+        build: Build,
+        (variant, round): (usize, usize),
+        phase: &PhaseResult,
+        correct: bool,
+        cpu_ms: &BTreeMap<String, f64>,
+        memory: &BTreeMap<String, f64>,
+    ) -> Self {
+        let errors = phase.errors.values().sum::<u64>();
+        let requests = phase.ok + phase.shed + errors;
+        let cpu = per_unit(cpu_ms, requests);
+        Self {
+            build,
+            variant,
+            round,
+            requests,
+            errors,
+            correct,
+            achieved_rps: requests as f64 / phase.window_s.max(1e-3),
+            p50_us: phase.served.p50_us,
+            p99_us: phase.served.p99_us,
+            own_us_per_request: build.processes().iter().filter_map(|p| cpu.get(*p)).sum(),
+            cpu_us_per_request: cpu,
+            peak_rss_mib: own_memory(build, memory),
+            shedding: Some(Shedding {
+                goodput_rps: phase.goodput_rps,
+                ok: phase.ok,
+                shed: phase.shed,
+                refused_p50_us: phase.refused.p50_us,
+            }),
+        }
+    }
+}
+
+/// The build's own processes' entries of `memory`.
+fn own_memory(build: Build, memory: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    build.processes().iter().filter_map(|p| memory.get(*p).map(|mib| ((*p).to_owned(), *mib))).collect()
+}
+
+/// A summary's row up to the p99 columns: the means in `unit`, B − A with
+/// its standard error, the rounds B was lower, and each variant's p99.
+fn summary_cells(m: &Summary, unit: &str) -> String {
+    let se = m.standard_error.map_or("–".to_owned(), |se| format!("{se:.0} {unit}"));
+    let t = m.t().map_or(String::new(), |t| format!(" ({t:+.1} se)"));
+    format!(
+        "| {} | {:.0} {unit} | {:.0} {unit} | {:+.0} {unit} ({:+.1} %){t} | {se} | {} of {} | {} | {} |",
+        m.build.name(),
+        m.mean[0],
+        m.mean[1],
+        m.mean_difference,
+        m.change() * 100.0,
+        m.b_lower,
+        m.differences.len(),
+        fmt_us(m.p99_us[0]),
+        fmt_us(m.p99_us[1]),
+    )
 }
 
 /// The report: what was compared, every measurement, and per build the verdict.
@@ -359,34 +494,49 @@ pub fn render(r: &AbReport) -> String {
         let env = if env.is_empty() { "no extra environment".to_owned() } else { env.join(", ") };
         let _ = writeln!(s, "- **{name}**: binaries in `{}`, {env}", r.bins[i]);
     }
-    let _ = writeln!(
-        s,
-        "\nEach measurement starts the build fresh (launcher, new databases), sets up a pool, warms up {WARMUP_S:.0} s, \
-         then measures {:.0} s of the default mix at {:.0} rps (open model). Rounds alternate the order (A B, B A, ...). \
-         \"Own CPU\" is utime+stime of the build's own processes over the window, per request.\n",
-        r.duration_s, r.rate
-    );
-    let _ = writeln!(
-        s,
-        "| build | mean own CPU / request, {a} | {b} | {b} − {a} | standard error | rounds {b} lower | p99 {a} | p99 {b} |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for m in &r.summaries {
-        let se = m.standard_error.map_or("–".to_owned(), |se| format!("{se:.0} µs"));
-        let t = m.t().map_or(String::new(), |t| format!(" ({t:+.1} se)"));
+    if r.overload {
         let _ = writeln!(
             s,
-            "| {} | {:.0} µs | {:.0} µs | {:+.0} µs ({:+.1} %){t} | {se} | {} of {} | {} | {} |",
-            m.build.name(),
-            m.mean[0],
-            m.mean[1],
-            m.mean_difference,
-            m.change() * 100.0,
-            m.b_lower,
-            m.differences.len(),
-            fmt_us(m.p99_us[0]),
-            fmt_us(m.p99_us[1]),
+            "\nEach measurement starts the build fresh (launcher, new databases), sets up a pool, then offers the \
+             default mix at {:.0} rps (open model, past the peak) for a {WARMUP_S:.0} s warm-up and a {:.0} s \
+             window. Goodput: answers that are neither `503 overloaded` nor errors, per second of the window; \
+             p99: of the requests served (timed from their intended send), the refusals apart. Rounds alternate \
+             the order (A B, B A, ...); the pool is checked after each window.\n",
+            r.rate, r.duration_s
         );
+        let _ = writeln!(
+            s,
+            "| build | mean goodput, {a} | {b} | {b} − {a} | standard error | rounds {b} lower | served p99 {a} | {b} | shed {a} | {b} |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        for m in &r.summaries {
+            let shed = |v: usize| {
+                let (shed, all) = r
+                    .measurements
+                    .iter()
+                    .filter(|x| x.build == m.build && x.variant == v && x.correct)
+                    .filter_map(|x| x.shedding.as_ref().map(|sh| (sh.shed, x.requests)))
+                    .fold((0, 0), |(s, a), (sh, n)| (s + sh, a + n));
+                format!("{:.0} %", 100.0 * shed as f64 / all.max(1) as f64)
+            };
+            let _ = writeln!(s, "{} {} | {} |", summary_cells(m, "rps"), shed(0), shed(1));
+        }
+    } else {
+        let _ = writeln!(
+            s,
+            "\nEach measurement starts the build fresh (launcher, new databases), sets up a pool, warms up {WARMUP_S:.0} s, \
+             then measures {:.0} s of the default mix at {:.0} rps (open model). Rounds alternate the order (A B, B A, ...). \
+             \"Own CPU\" is utime+stime of the build's own processes over the window, per request.\n",
+            r.duration_s, r.rate
+        );
+        let _ = writeln!(
+            s,
+            "| build | mean own CPU / request, {a} | {b} | {b} − {a} | standard error | rounds {b} lower | p99 {a} | p99 {b} |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for m in &r.summaries {
+            let _ = writeln!(s, "{}", summary_cells(m, "µs"));
+        }
     }
     if r.summaries.iter().any(|m| m.peak_rss_mib.iter().any(|v| !v.is_empty())) {
         let _ = writeln!(
@@ -410,14 +560,18 @@ pub fn render(r: &AbReport) -> String {
     let _ = writeln!(s, "\n## Measurements\n");
     let _ = writeln!(
         s,
-        "| build | round | variant | requests | errors | check | achieved rps | p50 | p99 | own CPU / request | postgres / request |"
+        "| build | round | variant | requests | errors | check | answered rps | goodput rps | shed | p50 | p99 | own CPU / request | postgres / request |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for m in &r.measurements {
         let pg = m.cpu_us_per_request.get("postgres").copied().unwrap_or(0.0);
+        let (goodput, shed) = m
+            .shedding
+            .as_ref()
+            .map_or(("–".to_owned(), "–".to_owned()), |x| (format!("{:.1}", x.goodput_rps), x.shed.to_string()));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {:.0} µs | {:.0} µs |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {goodput} | {shed} | {} | {} | {:.0} µs | {:.0} µs |",
             m.build.name(),
             m.round + 1,
             r.names[m.variant.min(1)],
@@ -459,6 +613,7 @@ mod tests {
             own_us_per_request: own,
             cpu_us_per_request: BTreeMap::new(),
             peak_rss_mib: BTreeMap::from([("monolith".to_owned(), own / 20.0)]),
+            shedding: None,
         }
     }
 
@@ -498,6 +653,40 @@ mod tests {
         let s = Summary::of(Build::Monolith, &ms).expect("one round");
         assert_eq!(s.differences, [-60.0]);
         assert_eq!(s.standard_error, None);
+    }
+
+    #[test]
+    fn with_overload_the_figure_is_the_goodput_and_the_report_says_so() {
+        let shed = |goodput_rps: f64, shed: u64| Shedding { goodput_rps, ok: 1000 - shed, shed, refused_p50_us: 1500 };
+        let mut a = m(Build::Monolith, 0, 0, 800.0, true);
+        a.shedding = Some(shed(1500.0, 500));
+        let mut b = m(Build::Monolith, 0, 1, 700.0, true);
+        b.shedding = Some(shed(1700.0, 250));
+        let s = Summary::of(Build::Monolith, &[a.clone(), b.clone()]).expect("a pair");
+        assert_eq!(s.mean, [1500.0, 1700.0]);
+        assert_eq!(s.differences, [200.0]);
+        assert_eq!(s.b_lower, 0);
+        let report = AbReport {
+            names: ["A".into(), "B".into()],
+            bins: ["a".into(), "b".into()],
+            env: [vec![], vec![("MAX_IN_FLIGHT".into(), "8".into())]],
+            rate: 4000.0,
+            duration_s: 15.0,
+            rounds: 1,
+            overload: true,
+            command: "loadtest ab --overload".into(),
+            measurements: vec![a, b],
+            summaries: vec![s],
+        };
+        let md = render(&report);
+        assert!(
+            md.contains(
+                "| monolith | 1500 rps | 1700 rps | +200 rps (+13.3 %) | – | 0 of 1 | 10.0ms | 10.0ms | 50 % | 25 % |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("past the peak"), "{md}");
+        assert!(!md.contains("mean own CPU"), "{md}");
     }
 
     #[test]

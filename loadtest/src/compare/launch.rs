@@ -229,7 +229,7 @@ mod tests {
             bin_dir: PathBuf::from("/old/release"),
             backing: Setup::backing("postgres://postgres@127.0.0.1:5432/"),
             rust_log: "warn".into(),
-            env: vec![("MAX_IN_FLIGHT".into(), "8".into())],
+            env: vec![("ORDER_MAX_IN_FLIGHT".into(), "8".into())],
             log_dir: PathBuf::from("/out/logs"),
         };
         let plan = setup.plan(Build::Microservices, "run_mi0");
@@ -239,7 +239,11 @@ mod tests {
         assert_eq!(plan.events_namespace, None, "a namespace of its own, deleted at the end");
         assert_eq!(plan.logs, LogTarget::Dir(PathBuf::from("/out/logs/run_mi0")));
         assert_eq!(plan.env_all.get("RUST_LOG").map(String::as_str), Some("warn"));
-        assert_eq!(plan.env_all.get("MAX_IN_FLIGHT").map(String::as_str), Some("8"), "--env reaches every process");
+        assert_eq!(
+            plan.env_all.get("ORDER_MAX_IN_FLIGHT").map(String::as_str),
+            Some("8"),
+            "--env reaches every process"
+        );
         assert_eq!(plan.keys_dir, PathBuf::from("/repo/dev/keys"));
         assert_eq!(
             twinshop_launcher::databases::database_url(&plan.backing, "twinshop_order_x"),

@@ -136,7 +136,8 @@ pub struct SystemArgs {
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// More environment for every process it starts, in every run
-    /// (KEY=VALUE, repeatable; e.g. `MAX_IN_FLIGHT=8`).
+    /// (KEY=VALUE, repeatable; e.g. `TOKIO_WORKER_THREADS=1`, or a service's
+    /// own setting under its prefix: `ORDER_MAX_IN_FLIGHT=8`).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = ab::key_value)]
     pub env: Vec<(String, String)>,
 }

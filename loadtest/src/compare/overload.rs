@@ -126,27 +126,17 @@ pub async fn run(
 ) -> Result<OverloadResult> {
     let Rates { peak, sustained } = rates;
     let (overload_s, calm_s) = durations(plan);
-    let shop = |seed| {
-        Arc::new(Shop {
-            target: target.clone(),
-            pool: pool.clone(),
-            catalog: catalog.clone(),
-            mix: Mix::default(),
-            seed,
-            traces: None,
-        })
-    };
     let memory_before_mib = watch.memory();
     let rate = peak * OVERLOAD;
     eprintln!("overload {} at {rate:.0} rps ({OVERLOAD} × the peak) for {overload_s} s", build.name());
-    let overload = measure(shop(0x0e7e), rate, overload_s).await;
+    let overload = phase(target, pool, catalog, 0x0e7e, rate, overload_s).await;
     let calm = calm_rate(peak, sustained);
     eprintln!("overload {} recovery at {calm:.0} rps for {calm_s} s", build.name());
-    let recovery = measure(shop(0x7ec0), calm, calm_s).await;
+    let recovery = phase(target, pool, catalog, 0x7ec0, calm, calm_s).await;
     let recovered_after_s = recovered_after(&recovery.seconds, math::SLO_P99_US);
     let victim = pool.users.first().map_or("nobody@example.com", |u| u.email.as_str());
     eprintln!("overload {} login flood ({FLOOD_CLIENTS} clients, one account) beside {calm:.0} rps", build.name());
-    let (mix, flood) = tokio::join!(measure(shop(0xf100d), calm, calm_s), flood(target, victim, calm_s));
+    let (mix, flood) = tokio::join!(phase(target, pool, catalog, 0xf100d, calm, calm_s), flood(target, victim, calm_s));
     let memory_after_mib = watch.memory();
     Ok(OverloadResult {
         peak_rps: peak,
@@ -294,6 +284,27 @@ fn recovered_after(seconds: &[(u64, u64, u64)], slo_us: u64) -> Option<f64> {
         Some(i) if i + 1 < seconds.len() => Some((i + 1) as f64),
         Some(_) => None,
     }
+}
+
+/// One open-model phase of the default mix at `rate` for `secs`, shed
+/// answers apart (`loadtest ab --overload` measures with it too).
+pub(crate) async fn phase(
+    target: &Client,
+    pool: &Arc<UserPool>,
+    catalog: &Arc<Vec<Product>>,
+    seed: u64,
+    rate: f64,
+    secs: f64,
+) -> PhaseResult {
+    let shop = Shop {
+        target: target.clone(),
+        pool: pool.clone(),
+        catalog: catalog.clone(),
+        mix: Mix::default(),
+        seed,
+        traces: None,
+    };
+    measure(Arc::new(shop), rate, secs).await
 }
 
 /// One open-model phase of `op` at `rate` for `secs`, shed answers apart.
