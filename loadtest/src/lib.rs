@@ -70,7 +70,7 @@ pub mod shop;
 pub mod stats;
 pub mod step;
 
-pub use check::{CheckReport, check_pool};
+pub use check::{CheckReport, check_pool, check_pool_settled};
 pub use engine::{Model, Operation, Phase};
 pub use mix::Mix;
 pub use setup::{SetupConfig, UserPool, fetch_catalog};

@@ -39,7 +39,7 @@ use serde::Serialize;
 use twinshop_client::Client;
 use twinshop_launcher::{Build, Limits, LogTarget, Plan, ProcessId, Service, System};
 use twinshop_loadtest::{
-    CheckReport, Mix, UserPool, check_pool, fetch_catalog,
+    CheckReport, Mix, UserPool, check_pool_settled, fetch_catalog,
     setup::{SetupConfig, wallet_budget},
 };
 
@@ -298,13 +298,7 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing) -> Result<Buil
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         say("  checking the pool (every wallet, every order)");
-        let mut check = check_pool(&target, &pool).await;
-        for _ in 0..2 {
-            if check.passed {
-                break;
-            }
-            check = check_pool(&target, &pool).await;
-        }
+        let check = check_pool_settled(&target, &pool).await;
         Ok::<_, anyhow::Error>(BuildRun {
             build: build.name().to_owned(),
             scaled: service.binary().to_owned(),

@@ -384,13 +384,7 @@ async fn measure(
         let phase = overload::phase(&target, &pool, &catalog, 0xab0e, rate, duration).await;
         let cpu = cpu_delta_ms(&before, &watch.sample());
         let memory = watch.memory();
-        let mut check = crate::check::check_pool(&target, &pool).await;
-        for _ in 0..2 {
-            if check.passed {
-                break;
-            }
-            check = crate::check::check_pool(&target, &pool).await;
-        }
+        let check = crate::check::check_pool_settled(&target, &pool).await;
         Ok::<_, anyhow::Error>(Measurement::of_overload(build, (variant, round), &phase, check.passed, &cpu, &memory))
     }
     .await;
@@ -669,7 +663,7 @@ mod tests {
         let report = AbReport {
             names: ["A".into(), "B".into()],
             bins: ["a".into(), "b".into()],
-            env: [vec![], vec![("MAX_IN_FLIGHT".into(), "8".into())]],
+            env: [vec![], vec![("MONOLITH_MAX_IN_FLIGHT".into(), "8".into())]],
             rate: 4000.0,
             duration_s: 15.0,
             rounds: 1,

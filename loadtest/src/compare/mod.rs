@@ -572,13 +572,7 @@ async fn run_steps(
     // The run's verdict: the whole pool once more, waiting longer for
     // effects still on their way (each check waits up to 10 s).
     eprintln!("check    final check of the run's pool");
-    let mut final_check = crate::check::check_pool(&target, &pool).await;
-    for _ in 0..2 {
-        if final_check.passed {
-            break;
-        }
-        final_check = crate::check::check_pool(&target, &pool).await;
-    }
+    let final_check = crate::check::check_pool_settled(&target, &pool).await;
     let memory = t.watch.memory();
     Ok((RunRecord::new(build, round, steps, memory, Some(final_check)), hops))
 }
