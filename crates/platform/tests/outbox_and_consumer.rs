@@ -316,6 +316,49 @@ async fn notifications_that_arrive_during_a_pass_are_answered_by_one_more_pass_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_notified_within_the_least_gap_are_relayed_together_and_a_lone_one_at_once() {
+    let env = Env::without_topology().await;
+    let publisher = Arc::new(Gated::open());
+    let min_gap = Duration::from_millis(400);
+    // No polling: every pass after the first is a notification's.
+    let settings = RelaySettings { poll_interval: Duration::from_secs(600), min_gap, ..RelaySettings::default() };
+    let relay = Relay::new("test", env.pool.clone(), env.target.clone(), publisher.clone(), settings);
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    // The relay's first pass (finding nothing) is over a gap ago.
+    tokio::time::sleep(2 * min_gap).await;
+
+    // A lone commit is relayed without waiting for the gap...
+    env.enqueue_order_confirmed().await;
+    let committed = std::time::Instant::now();
+    eventually("the lone event published", PATIENCE, || async { (publisher.published() == 1).then_some(()) }).await;
+    let lone_delay = publisher.last_call().expect("published") - committed;
+    tokio::time::sleep(2 * min_gap).await;
+
+    // ...and twenty commits, one every 20 ms, share a few passes.
+    let burst = std::time::Instant::now();
+    for _ in 0..20 {
+        env.enqueue_order_confirmed().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let span = burst.elapsed();
+    eventually("21 events published", PATIENCE, || async { (publisher.published() == 21).then_some(()) }).await;
+    shutdown.trigger();
+    task.await.expect("the relay task does not panic");
+
+    assert!(lone_delay < min_gap, "a commit after a quiet moment waited {lone_delay:?}, the gap is {min_gap:?}");
+    let calls = publisher.calls() - 1;
+    // One pass as the burst began, then at most one per gap it lasted, and
+    // one for the commits of its last gap. A pass per notification is 20.
+    let bound = 2 + (span.as_millis() / min_gap.as_millis()) as usize;
+    assert!(
+        calls <= bound,
+        "{calls} passes published the burst of {span:?}; at most {bound} with a gap of {min_gap:?}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_applies_each_event_once_even_when_it_is_delivered_twice() {
     let env = Env::start().await;
     env.create_effects_table().await;
@@ -594,25 +637,44 @@ impl Consumer {
     }
 }
 
-/// Holds the first batch until released; counts what it publishes.
+/// Holds the first batch until released (unless open); counts what it
+/// publishes.
 #[derive(Default)]
 struct Gated {
     entered: tokio::sync::Notify,
     release: tokio::sync::Notify,
+    open: bool,
     calls: AtomicUsize,
     published: AtomicUsize,
+    /// When the last batch was handed over.
+    last_call: Mutex<Option<std::time::Instant>>,
 }
 
 impl Gated {
+    /// Holds nothing.
+    fn open() -> Self {
+        Self { open: true, ..Self::default() }
+    }
+
     fn published(&self) -> usize {
         self.published.load(Ordering::SeqCst)
+    }
+
+    fn last_call(&self) -> Option<std::time::Instant> {
+        *self.last_call.lock().expect("lock")
+    }
+
+    /// Batches published (passes that claimed something).
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
     }
 }
 
 #[async_trait::async_trait]
 impl Publisher for Gated {
     async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Delivery> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+        *self.last_call.lock().expect("lock") = Some(std::time::Instant::now());
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 && !self.open {
             self.entered.notify_one();
             self.release.notified().await;
         }

@@ -13,6 +13,7 @@
 //! | `REQUEST_TIMEOUT_MS` | `10000` | per-request timeout of both ports |
 //! | `MAX_IN_FLIGHT` | 8 per core | requests at once on the public port; beyond, a short queue for bursts, then `503 overloaded` ([`crate::http::shed`]) |
 //! | `INTERNAL_MAX_IN_FLIGHT` | 16 per core | likewise for the internal contracts (never the probes) |
+//! | `OUTBOX_MIN_GAP_MS` | `50` | least time between two relay passes a notification starts ([`crate::outbox::RelaySettings::min_gap`]); `0`: a pass per notification |
 //! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
 //! | `FAULTS_ENABLED` | `false` | serve the labs' fault flags on the internal port (`platform::faults`); never in a deployment |
 //! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
@@ -27,6 +28,7 @@ use super::Process;
 use crate::{
     config::{self, ConfigError, PlatformConfig, Secret, Variable},
     http::auth::JwtVerifierConfig,
+    outbox::RelaySettings,
     telemetry::TelemetryConfig,
 };
 
@@ -48,6 +50,8 @@ pub struct ProcessConfig {
     pub max_in_flight: Option<usize>,
     /// `None`: [`INTERNAL_IN_FLIGHT_PER_CORE`] per core.
     pub internal_max_in_flight: Option<usize>,
+    /// `None`: [`crate::outbox::DEFAULT_MIN_GAP`].
+    pub outbox_min_gap_ms: Option<u64>,
     #[serde(default)]
     pub migrate_on_start: bool,
     /// Serve fault flags on the internal port (labs only).
@@ -78,6 +82,10 @@ pub const PUBLIC_IN_FLIGHT_PER_CORE: usize = 8;
 /// busy caller (each request it admits makes at most one call at a time)
 /// are never the ones refused, with room for a second caller replica.
 pub const INTERNAL_IN_FLIGHT_PER_CORE: usize = 2 * PUBLIC_IN_FLIGHT_PER_CORE;
+
+/// The largest `OUTBOX_MIN_GAP_MS` accepted: events wait up to the gap
+/// under load, and a second is already longer than the relay's poll.
+pub const MAX_OUTBOX_MIN_GAP_MS: u64 = 1000;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -118,6 +126,12 @@ impl Env {
                     problem: "must be at least 1 (unset: derived from the cores)".into(),
                 });
             }
+        }
+        if common.outbox_min_gap_ms.is_some_and(|ms| ms > MAX_OUTBOX_MIN_GAP_MS) {
+            return Err(ConfigError {
+                variable: format!("{}OUTBOX_MIN_GAP_MS", process.prefix),
+                problem: format!("must be at most {MAX_OUTBOX_MIN_GAP_MS} (events wait up to that long under load)"),
+            });
         }
         let network = match process.transport {
             super::Transport::Network => Some(config::from_vars(process.prefix, vars.clone())?),
@@ -178,6 +192,14 @@ impl Env {
         )
     }
 
+    /// The relays' settings: the defaults, with the configured least gap
+    /// between passes.
+    pub fn relay_settings(&self) -> RelaySettings {
+        let defaults = RelaySettings::default();
+        let min_gap = self.process.outbox_min_gap_ms.map_or(defaults.min_gap, Duration::from_millis);
+        RelaySettings { min_gap, ..defaults }
+    }
+
     /// A peer's address: `{prefix}{variable}`.
     pub(crate) fn address(&self, variable: &str) -> Result<String, ConfigError> {
         let name = format!("{}{variable}", self.prefix);
@@ -216,4 +238,44 @@ pub fn variables(process: &Process) -> Result<Vec<Variable>, String> {
         }
     }
     Ok(config::merge_variables(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Transport;
+
+    const PROCESS: Process = Process {
+        binary: "test-service",
+        service: "test",
+        about: "a process hosting nothing",
+        prefix: "TEST_",
+        http_port: 1,
+        internal_port: 2,
+        db_max_connections: 1,
+        transport: Transport::InProcess,
+        areas: &[],
+    };
+
+    fn load(extra: &[(&str, &str)]) -> Result<Env, ConfigError> {
+        let base = [("TEST_DATABASE_URL", "postgres://localhost/test"), ("JWT_PUBLIC_KEY", "unused here")];
+        Env::load(&PROCESS, base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_relays_least_gap_is_read_under_the_prefix_and_bounded() {
+        let default = load(&[]).expect("defaults load");
+        assert_eq!(default.relay_settings().min_gap, crate::outbox::DEFAULT_MIN_GAP);
+        let unprefixed = load(&[("OUTBOX_MIN_GAP_MS", "7")]).expect("loads");
+        assert_eq!(unprefixed.relay_settings().min_gap, crate::outbox::DEFAULT_MIN_GAP, "read under the prefix only");
+        let zero = load(&[("TEST_OUTBOX_MIN_GAP_MS", "0")]).expect("zero: a pass per notification");
+        assert_eq!(zero.relay_settings().min_gap, Duration::ZERO);
+        let most = load(&[("TEST_OUTBOX_MIN_GAP_MS", "1000")]).expect("the largest accepted");
+        assert_eq!(most.relay_settings().min_gap, Duration::from_secs(1));
+
+        let err = load(&[("TEST_OUTBOX_MIN_GAP_MS", "1001")]).expect_err("beyond a second");
+        assert_eq!(err.variable, "TEST_OUTBOX_MIN_GAP_MS");
+        let err = load(&[("TEST_OUTBOX_MIN_GAP_MS", "soon")]).expect_err("not a number");
+        assert_eq!(err.variable, "TEST_OUTBOX_MIN_GAP_MS");
+    }
 }

@@ -23,7 +23,7 @@ use crate::{
     http::{auth::JwtVerifier, server, shed::InFlightLimit, stack},
     inbox::EventHandler,
     links::{AddGrpc, LinkSpec},
-    outbox::{Publisher, Relay, RelaySettings},
+    outbox::{Publisher, Relay},
     shutdown::Shutdown,
 };
 
@@ -201,7 +201,7 @@ impl Host {
         };
         let relays = relays_of
             .into_iter()
-            .map(|(area, pool, target)| Relay::new(area, pool, target, publisher.clone(), RelaySettings::default()))
+            .map(|(area, pool, target)| Relay::new(area, pool, target, publisher.clone(), env.relay_settings()))
             .collect();
 
         let timeout = env.request_timeout();

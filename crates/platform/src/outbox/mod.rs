@@ -113,6 +113,14 @@ pub struct RelaySettings {
     pub retention: Duration,
     /// Cap of the retry backoff of one row.
     pub max_backoff: Duration,
+    /// Least time from the start of one pass to the start of the next one a
+    /// notification triggers. Notifications that arrive in between wait for
+    /// it and are served by one pass: under load a pass claims the rows of
+    /// many commits instead of one (and in a service of several replicas,
+    /// where every replica's relay hears every commit, most passes found
+    /// nothing). Costs at most this much delay, and only under load; zero
+    /// passes once per notification. A full batch is followed at once.
+    pub min_gap: Duration,
 }
 
 impl Default for RelaySettings {
@@ -122,9 +130,13 @@ impl Default for RelaySettings {
             poll_interval: Duration::from_millis(500),
             retention: Duration::from_secs(24 * 3600),
             max_backoff: Duration::from_secs(30),
+            min_gap: DEFAULT_MIN_GAP,
         }
     }
 }
+
+/// [`RelaySettings::min_gap`]'s default (`{PREFIX}OUTBOX_MIN_GAP_MS`).
+pub const DEFAULT_MIN_GAP: Duration = Duration::from_millis(50);
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -284,8 +296,9 @@ impl Relay {
         Ok(deleted)
     }
 
-    /// Relays until shutdown: a batch whenever notified, at least every
-    /// `poll_interval`; cleanup every ten minutes. Errors (database or broker
+    /// Relays until shutdown: a batch whenever notified (but no sooner than
+    /// `min_gap` after the last pass began), at least every `poll_interval`;
+    /// cleanup every ten minutes. Errors (database or broker
     /// down) are logged and retried; nothing is lost, rows just wait.
     pub async fn run(self, shutdown: Shutdown) {
         let mut listener: Option<PgListener> = None;
@@ -299,6 +312,7 @@ impl Relay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
+            let pass_started = tokio::time::Instant::now();
             match self.pass().await {
                 Ok(pass) => {
                     let full = pass.published + pass.failed >= self.settings.batch_size as usize;
@@ -331,6 +345,13 @@ impl Relay {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
                 notified = recv(&mut listener) => {
+                    if notified {
+                        // Let the commits of the next moment join this pass.
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep_until(pass_started + self.settings.min_gap) => {}
+                        }
+                    }
                     if !notified || !drain(&mut listener).await {
                         listener = None;
                     }
