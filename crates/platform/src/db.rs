@@ -42,8 +42,10 @@ impl DbTarget {
         Ok(options)
     }
 
-    /// The outbox's NOTIFY channel: one per schema, so relays of different
-    /// areas (or tests) sharing a database do not wake each other.
+    /// The stem of the outbox's NOTIFY channels: one per schema, so relays
+    /// of different areas (or tests) sharing a database do not wake each
+    /// other; each process adds its own suffix
+    /// ([`crate::outbox::notify_channel`]).
     pub fn notify_channel(&self) -> String {
         format!("outbox_{}", self.schema.as_deref().unwrap_or("public"))
     }

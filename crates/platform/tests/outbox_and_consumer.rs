@@ -359,6 +359,51 @@ async fn commits_notified_within_the_least_gap_are_relayed_together_and_a_lone_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_wakes_on_its_own_processs_commits_and_takes_another_replicas_rows_with_them() {
+    let env = Env::without_topology().await;
+    let publisher = Arc::new(Gated::open());
+    // No polling: a pass after the first is a notification's.
+    let settings = RelaySettings { poll_interval: Duration::from_secs(600), ..RelaySettings::default() };
+    let relay = Relay::new("test", env.pool.clone(), env.target.clone(), publisher.clone(), settings);
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Another replica of the service commits five events and notifies its
+    // own relay on its own channel, as `enqueue` does there, and on the
+    // schema's channel, where every relay heard every commit before.
+    let elsewhere = format!("{}_elsewhere", env.target.notify_channel());
+    assert_ne!(elsewhere, outbox::notify_channel(&env.target));
+    for _ in 0..5 {
+        let mut tx = env.pool.begin().await.expect("begin");
+        sqlx::query("INSERT INTO outbox (event_id, event_type, body, trace_context) VALUES ($1, $2, $3, '{}')")
+            .bind(Uuid::new_v4())
+            .bind("order.confirmed")
+            .bind(Envelope::new(order_confirmed()).to_json().expect("json"))
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        for channel in [&elsewhere, &env.target.notify_channel()] {
+            sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *tx).await.expect("notify");
+        }
+        tx.commit().await.expect("commit");
+    }
+    // The notification of one was enough to start a pass a second ago.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let unwoken = publisher.published();
+
+    // This process's own commit wakes it, and its pass claims all six.
+    env.enqueue_order_confirmed().await;
+    eventually("six events published", PATIENCE, || async { (publisher.published() == 6).then_some(()) }).await;
+    shutdown.trigger();
+    task.await.expect("the relay task does not panic");
+
+    assert_eq!(unwoken, 0, "another replica's notifications woke this relay");
+    assert_eq!(publisher.calls(), 1, "one pass took the other replica's rows with its own");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_applies_each_event_once_even_when_it_is_delivered_twice() {
     let env = Env::start().await;
     env.create_effects_table().await;

@@ -2,7 +2,8 @@
 //!
 //! Writing: an area's store calls [`enqueue`] inside the transaction that
 //! changes state. The row carries the envelope (its `event_id` fixed now)
-//! and the current trace context; `pg_notify` wakes the relay at commit.
+//! and the current trace context; `pg_notify` wakes the process's own relay
+//! at commit ([`notify_channel`]).
 //!
 //! Relaying: [`Relay`] claims a batch of unpublished rows with
 //! `FOR UPDATE SKIP LOCKED` (so several replicas share the work without
@@ -16,7 +17,11 @@
 
 mod watch;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -47,11 +52,29 @@ pub async fn enqueue<P: Serialize>(
         .context("inserting the outbox row")?;
     // Delivered at commit; several in one transaction collapse into one.
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(target.notify_channel())
+        .bind(notify_channel(target))
         .execute(&mut *tx)
         .await
         .context("notifying the relay")?;
     Ok(())
+}
+
+/// The channel on which this process's commits to `target`'s outbox wake
+/// this process's relay: one per schema (the relays of areas sharing a
+/// database do not wake each other) and one per process. A replica's relay
+/// wakes on its own replica's commits only; with one channel for all, every
+/// relay heard every replica's commits and answered each with a pass that
+/// the others' relays had mostly emptied already (docs/concepts/scaling.md).
+/// What a replica leaves behind (it died between its commit and its pass)
+/// any relay claims on its poll.
+pub fn notify_channel(target: &DbTarget) -> String {
+    static PROCESS: OnceLock<String> = OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let mut id = Uuid::new_v4().simple().to_string();
+        id.truncate(12);
+        id
+    });
+    format!("{}_{process}", target.notify_channel())
 }
 
 /// One claimed row, ready to publish.
@@ -368,7 +391,7 @@ impl Relay {
 
     async fn listen(&self) -> Option<PgListener> {
         let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(&self.target.notify_channel()).await.ok()?;
+        listener.listen(&notify_channel(&self.target)).await.ok()?;
         Some(listener)
     }
 }
