@@ -40,7 +40,7 @@ use twinshop_platform::{
     outbox::{self, Delivery, OutboxMessage, Publisher, Relay, RelaySettings},
     shutdown::Shutdown,
 };
-use twinshop_testkit::{TestDb, amqp_url, dead_port, delete_namespace, eventually, unique_name};
+use twinshop_testkit::{TestDb, amqp_url, dead_port, delete_namespace, eventually, holds_for, unique_name};
 use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -279,10 +279,8 @@ async fn two_relays_racing_on_one_outbox_publish_each_event_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_that_arrive_during_a_pass_are_answered_by_one_more_pass_not_one_each() {
-    twinshop_platform::metrics::init();
     let env = Env::without_topology().await;
-    // Its own label, so that a shared recorder (cargo test) counts this relay only.
-    let area: &'static str = Box::leak(unique_name("coalesce").into_boxed_str());
+    let area = own_area("coalesce");
     let publisher = Arc::new(Gated::default());
     // No polling: every pass after the first is a notification's.
     let settings = RelaySettings { poll_interval: Duration::from_secs(600), ..RelaySettings::default() };
@@ -318,24 +316,27 @@ async fn notifications_that_arrive_during_a_pass_are_answered_by_one_more_pass_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_notified_within_the_least_gap_are_relayed_together_and_a_lone_one_at_once() {
     let env = Env::without_topology().await;
-    let publisher = Arc::new(Gated::open());
+    let (area, publisher) = (own_area("gap"), Arc::new(Gated::open()));
     let min_gap = Duration::from_millis(400);
     // No polling: every pass after the first is a notification's.
     let settings = RelaySettings { poll_interval: Duration::from_secs(600), min_gap, ..RelaySettings::default() };
-    let relay = Relay::new("test", env.pool.clone(), env.target.clone(), publisher.clone(), settings);
+    let relay = Relay::new(area, env.pool.clone(), env.target.clone(), publisher.clone(), settings);
     let shutdown = Shutdown::new();
     let task = tokio::spawn(relay.run(shutdown.clone()));
-    // The relay's first pass (finding nothing) is over a gap ago.
-    tokio::time::sleep(2 * min_gap).await;
+    // The relay's first pass (finding nothing), then a quiet moment as long
+    // as the gap: the situation under test, not a wait for another task.
+    eventually("the relay's first pass", PATIENCE, || async { (relay_passes(area, "none") >= 1.0).then_some(()) })
+        .await;
+    tokio::time::sleep(min_gap).await;
 
     // A lone commit is relayed without waiting for the gap...
     env.enqueue_order_confirmed().await;
     let committed = std::time::Instant::now();
     eventually("the lone event published", PATIENCE, || async { (publisher.published() == 1).then_some(()) }).await;
     let lone_delay = publisher.last_call().expect("published") - committed;
-    tokio::time::sleep(2 * min_gap).await;
 
-    // ...and twenty commits, one every 20 ms, share a few passes.
+    // ...and twenty commits, one every 20 ms, share a few passes (the
+    // first of them may wait for the lone commit's gap: the bound holds).
     let burst = std::time::Instant::now();
     for _ in 0..20 {
         env.enqueue_order_confirmed().await;
@@ -361,13 +362,15 @@ async fn commits_notified_within_the_least_gap_are_relayed_together_and_a_lone_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_wakes_on_its_own_processs_commits_and_takes_another_replicas_rows_with_them() {
     let env = Env::without_topology().await;
-    let publisher = Arc::new(Gated::open());
+    let (area, publisher) = (own_area("channel"), Arc::new(Gated::open()));
     // No polling: a pass after the first is a notification's.
     let settings = RelaySettings { poll_interval: Duration::from_secs(600), ..RelaySettings::default() };
-    let relay = Relay::new("test", env.pool.clone(), env.target.clone(), publisher.clone(), settings);
+    let relay = Relay::new(area, env.pool.clone(), env.target.clone(), publisher.clone(), settings);
     let shutdown = Shutdown::new();
     let task = tokio::spawn(relay.run(shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It listens before its first pass.
+    eventually("the relay's first pass", PATIENCE, || async { (relay_passes(area, "none") >= 1.0).then_some(()) })
+        .await;
 
     // Another replica of the service commits five events and notifies its
     // own relay on its own channel, as `enqueue` does there, and on the
@@ -388,9 +391,12 @@ async fn a_relay_wakes_on_its_own_processs_commits_and_takes_another_replicas_ro
         }
         tx.commit().await.expect("commit");
     }
-    // The notification of one was enough to start a pass a second ago.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let unwoken = publisher.published();
+    // Were it listening there, one of them would start a pass within the
+    // gap (50 ms), and the pass would publish all five: watch for far longer.
+    holds_for("another replica's notifications woke this relay", Duration::from_secs(1), || async {
+        publisher.published() == 0
+    })
+    .await;
 
     // This process's own commit wakes it, and its pass claims all six.
     env.enqueue_order_confirmed().await;
@@ -398,7 +404,6 @@ async fn a_relay_wakes_on_its_own_processs_commits_and_takes_another_replicas_ro
     shutdown.trigger();
     task.await.expect("the relay task does not panic");
 
-    assert_eq!(unwoken, 0, "another replica's notifications woke this relay");
     assert_eq!(publisher.calls(), 1, "one pass took the other replica's rows with its own");
     env.stop().await;
 }
@@ -726,6 +731,13 @@ impl Publisher for Gated {
         self.published.fetch_add(batch.len(), Ordering::SeqCst);
         batch.iter().map(|_| Delivery::Done).collect()
     }
+}
+
+/// A relay's area label of its own, so that the recorder all the tests of
+/// this binary share (`cargo test`) counts that relay's passes only.
+fn own_area(prefix: &str) -> &'static str {
+    twinshop_platform::metrics::init();
+    Box::leak(unique_name(prefix).into_boxed_str())
 }
 
 /// `outbox_relay_passes_total{area, claimed}` from this process's recorder.

@@ -196,6 +196,26 @@ where
     }
 }
 
+/// Polls `check` until `period` passes, and panics with `what` the first
+/// time it does not hold: how a test shows that something does *not*
+/// happen (a wake-up that must not come), for as long as it would take to
+/// happen if it were going to.
+pub async fn holds_for<F, Fut>(what: &str, period: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        assert!(check().await, "after {:?}: {what}", started.elapsed());
+        let left = period.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(20))).await;
+    }
+}
+
 /// A TCP proxy on `127.0.0.1:0` in front of a backing service, so a test
 /// can cut the network between the code under test and that service (and
 /// restore it) without stopping the service, which others share.
