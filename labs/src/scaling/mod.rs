@@ -31,6 +31,7 @@
 pub mod point;
 pub mod priority;
 pub mod report;
+pub mod speed;
 
 use std::time::Duration;
 
@@ -252,7 +253,7 @@ async fn reshape(system: &System, service: Service, shape: Shape) -> Result<bool
     Ok(priority::claim(system, &replicas(service)).await)
 }
 
-async fn run_build(build: Build, args: &LabArgs, timing: &Timing) -> Result<BuildRun> {
+async fn run_build(build: Build, args: &LabArgs, timing: &Timing, probe: Option<&speed::Probe>) -> Result<BuildRun> {
     let service = scaled(build);
     let system = System::start(plan(build, args)).await.context("starting the build")?;
     let mut prioritised = priority::claim(&system, &replicas(service)).await;
@@ -272,11 +273,12 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing) -> Result<Buil
         // relayed and consumed: let them drain at a full core, or the first
         // point pays for them inside its quota.
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let load = point::Load { target: &target, pool: &pool, catalog: &catalog };
         let mut points = Vec::new();
         for shape in shapes(args.quick) {
             prioritised &= reshape(&system, service, shape).await?;
             say(&format!("  {} {}", service.binary(), shape.describe()));
-            let p = point::measure(&system, &target, &pool, &catalog, shape, timing, args.seed).await?;
+            let p = point::measure(&system, load, shape, timing, args.seed, probe).await?;
             say(&format!(
                 "    throughput at the SLO {:.0} rps (closed-model peak {:.0}), p99 {}, {:.0} MiB resident",
                 p.slo_rps,
@@ -328,10 +330,15 @@ pub async fn run(args: &LabArgs) -> Result<LabOutcome> {
     let timing = Timing::new(args.quick);
     let load_before = load_average();
     say(&format!("scaling: load average {load_before} at the start (the machine is shared)"));
+    let probe = speed::Probe::start();
     let mut runs = Vec::new();
     for build in args.builds.list() {
         say(&format!("== scaling lab, {}", build.name()));
-        runs.push(run_build(build, args, &timing).await.with_context(|| format!("the {} run", build.name()))?);
+        runs.push(
+            run_build(build, args, &timing, probe.as_ref())
+                .await
+                .with_context(|| format!("the {} run", build.name()))?,
+        );
     }
     let results = Results { slo_p99_ms: SLO_P99_US as f64 / 1e3, share: SHARE, timing, runs, load_before };
     let checks = report::checks(&results);

@@ -9,7 +9,11 @@
 //! sampled at the edges of each measured window ([`Watch`], per process
 //! name), resident memory of the scaled replicas at the end of the point.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
@@ -30,7 +34,7 @@ use twinshop_loadtest::{
     setup::Product,
 };
 
-use super::{SLO_P99_US, Shape, Timing, mix, priority, replicas, scaled};
+use super::{SLO_P99_US, Shape, Timing, mix, priority, replicas, scaled, speed::Probe};
 
 /// One measured step, as the report needs it.
 #[derive(Debug, Clone, Serialize)]
@@ -47,10 +51,14 @@ pub struct StepLine {
     pub window_s: f64,
     /// CPU per process name in the window, ms.
     pub cpu_ms: BTreeMap<String, f64>,
+    /// The CPU µs a fixed unit of work took in the window (the mean of
+    /// [`speed`](super::speed)'s runs): the machine's speed while it was
+    /// measured.
+    pub unit_us: Option<f64>,
 }
 
 impl StepLine {
-    fn of(step: &StepResult, cpu_ms: BTreeMap<String, f64>) -> Self {
+    fn of(step: &StepResult, (cpu_ms, unit_us): (BTreeMap<String, f64>, Option<f64>)) -> Self {
         Self {
             model: step.model.describe(),
             offered_rps: step.offered_rps,
@@ -61,6 +69,7 @@ impl StepLine {
             placed: step.orders.confirmed + step.orders.rejected + step.orders.pending,
             window_s: step.window_s,
             cpu_ms,
+            unit_us,
         }
     }
 
@@ -188,34 +197,45 @@ fn watch(system: &System, shape: Shape) -> Result<(Watch, Vec<String>)> {
     Ok((w, services))
 }
 
-/// One step, with CPU per process sampled at the edges of its window.
+/// One step, with CPU per process sampled at the edges of its window, and
+/// the machine's speed inside it.
 async fn step(
     target: &Client,
     pool: &Arc<UserPool>,
     catalog: &Arc<Vec<Product>>,
     config: &StepConfig,
     watch: &Watch,
-) -> Result<(StepResult, BTreeMap<String, f64>)> {
+    probe: Option<&Probe>,
+) -> Result<(StepResult, (BTreeMap<String, f64>, Option<f64>))> {
     let (mut before, mut after) = (None, None);
     let result = run_step_observed(target, pool.clone(), catalog.clone(), config, |edge| match edge {
-        WindowEdge::Start => before = Some(watch.sample()),
-        WindowEdge::End => after = Some(watch.sample()),
+        WindowEdge::Start => before = Some((watch.sample(), Instant::now())),
+        WindowEdge::End => after = Some((watch.sample(), Instant::now())),
     })
     .await?;
-    let cpu = before.zip(after).map(|(b, a)| cpu_delta_ms(&b, &a)).unwrap_or_default();
-    Ok((result, cpu))
+    let Some(((b, from), (a, to))) = before.zip(after) else { return Ok((result, (BTreeMap::new(), None))) };
+    Ok((result, (cpu_delta_ms(&b, &a), probe.and_then(|p| p.mean_us(from, to)))))
+}
+
+/// Where the steps go and whom they act as: the edge, the pool's users
+/// and the catalog they order from.
+#[derive(Debug, Clone, Copy)]
+pub struct Load<'a> {
+    pub target: &'a Client,
+    pub pool: &'a Arc<UserPool>,
+    pub catalog: &'a Arc<Vec<Product>>,
 }
 
 /// Measures the system as it is shaped now.
 pub async fn measure(
     system: &System,
-    target: &Client,
-    pool: &Arc<UserPool>,
-    catalog: &Arc<Vec<Product>>,
+    load: Load<'_>,
     shape: Shape,
     timing: &Timing,
     seed: u64,
+    probe: Option<&Probe>,
 ) -> Result<Point> {
+    let Load { target, pool, catalog } = load;
     let service = scaled(system.build());
     let (watch, services) = watch(system, shape)?;
     let config = |model: Model, secs: f64| {
@@ -234,7 +254,8 @@ pub async fn measure(
     let mut results: Vec<StepResult> = Vec::new();
     let mut lines = Vec::new();
     let users = (timing.peak_users_per_quarter as f64 * shape.total_cores() / 0.25).round().max(1.0) as usize;
-    let (peak, cpu) = step(target, pool, catalog, &config(Model::Closed { users }, timing.peak_s), &watch).await?;
+    let (peak, cpu) =
+        step(target, pool, catalog, &config(Model::Closed { users }, timing.peak_s), &watch, probe).await?;
     // What was served, not what was answered: past the process's in-flight
     // bound a step is answered fast with `503 overloaded`, which is no
     // capacity (a replica resized in place keeps the bound it started with).
@@ -245,7 +266,7 @@ pub async fn measure(
     let prioritised = priority::claim(system, &replicas(service)).await;
     for level in timing.levels {
         let rate = level_rate(peak_rps, *level);
-        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch).await?;
+        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
         let missed = !r.meets_slo(SLO_P99_US);
         lines.push(StepLine::of(&r, cpu));
         results.push(r);
@@ -259,7 +280,7 @@ pub async fn measure(
         let Some(rate) = refinement(&refs, SLO_P99_US, 0.04) else { break };
         // Let the queues the failing step left behind drain.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch).await?;
+        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
         lines.push(StepLine::of(&r, cpu));
         results.push(r);
     }

@@ -317,9 +317,28 @@ fn latency_chart(run: &BuildRun, slo_ms: f64) -> String {
     })
 }
 
-fn steps_table(p: &Point) -> Table {
-    let mut t =
-        Table::new(&["step", "achieved rps", "p99", "errors", "SLO", "scaled cores used", "all services' cores"]);
+/// The lowest mean CPU time of the speed probe's unit of work in any step.
+fn fastest_unit_us(results: &Results) -> Option<f64> {
+    results.runs.iter().flat_map(|r| &r.points).flat_map(|p| &p.steps).filter_map(|s| s.unit_us).min_by(f64::total_cmp)
+}
+
+/// `1.23×`: how much longer the probe's unit of work took in the step than
+/// in the run's fastest step.
+fn slowness(step: &StepLine, fastest: Option<f64>) -> String {
+    step.unit_us.zip(fastest).map_or("-".into(), |(us, f)| format!("{:.2}×", us / f))
+}
+
+fn steps_table(p: &Point, fastest: Option<f64>) -> Table {
+    let mut t = Table::new(&[
+        "step",
+        "achieved rps",
+        "p99",
+        "errors",
+        "SLO",
+        "scaled cores used",
+        "all services' cores",
+        "machine's slowness",
+    ]);
     for s in &p.steps {
         let all: f64 = p.services.iter().map(|n| s.cores(n)).sum();
         t.rows.push(vec![
@@ -336,6 +355,7 @@ fn steps_table(p: &Point) -> Table {
             },
             cores(s.cores(&p.scaled)),
             cores(all),
+            slowness(s, fastest),
         ]);
     }
     t
@@ -396,7 +416,9 @@ fn two_cores(results: &Results) -> Section {
         "generator",
         "rest of the machine",
         "machine total",
+        "machine's slowness",
     ]);
+    let fastest = fastest_unit_us(results);
     for run in &results.runs {
         for p in &run.points {
             let Some(step) = p.slo_step() else { continue };
@@ -411,10 +433,24 @@ fn two_cores(results: &Results) -> Section {
                 cores(step.cores(twinshop_loadtest::compare::GENERATOR)),
                 cores(step.cores(twinshop_loadtest::compare::procs::OTHER)),
                 cores(machine_cores(step)),
+                slowness(step, fastest),
             ]);
         }
     }
     s.table(t);
+    if let Some(fastest) = fastest {
+        let slowest = results
+            .runs
+            .iter()
+            .flat_map(|r| &r.points)
+            .flat_map(|p| &p.steps)
+            .filter_map(|s| s.unit_us)
+            .fold(fastest, f64::max);
+        s.paragraph(Text::markup(&format!(
+            "A quota is a budget of *time*, and what a replica gets done in it depends on the machine's speed at that moment. On a virtual machine that speed is not fixed: when other guests share the host's cores, caches or power budget, the same instructions take longer, and the guest counts the time as its own CPU time. The lab watches it: a thread of its own times a fixed piece of register-only work about every 50 ms. Its mean per step window ranged from **{fastest:.0} to {slowest:.0} µs** of CPU in this run (**{:.2}×**); *machine's slowness* above is the step's mean against the fastest. A capped replica serves less at the same quota when the machine is slow, so figures measured minutes apart differ for nothing in the code.",
+            slowest / fastest
+        )));
+    }
     s.paragraph(Text::markup(
         "So scaling out the capped service is linear only while the machine has idle CPU for the work that grows with it; the points near the machine's 2 cores show the *hardware ceiling* of the seed's scaling up, and no point here can show what a second machine adds. On a cluster each replica is a pod with its own `resources.limits.cpu`, and nodes add real cores: `docs/concepts/scaling.md` has the kind recipe (`kubectl scale`, the HPA in `k8s/`).",
     ));
@@ -478,7 +514,7 @@ pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &st
                 p.quota_in_force,
                 p.rss_mib.iter().map(|m| m.round()).collect::<Vec<_>>()
             )));
-            s.table(steps_table(p));
+            s.table(steps_table(p, fastest_unit_us(results)));
         }
         doc.push(s);
     }
@@ -503,6 +539,7 @@ pub fn synthetic(scales: bool) -> Results {
         placed: (achieved * 4.0) as u64,
         window_s: 10.0,
         cpu_ms: BTreeMap::from([(scaled.to_owned(), cores_used * 1e4)]),
+        unit_us: Some(1000.0),
     };
     let point = |scaled: &str, replicas: u16, cores_each: f64, rate: f64, rss_each: f64| {
         let total = f64::from(replicas) * cores_each;
