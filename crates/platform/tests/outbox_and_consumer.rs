@@ -535,6 +535,40 @@ async fn delivered_in_process_an_event_follows_the_same_rules_with_the_outbox_as
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_in_process_the_events_of_one_pass_are_applied_concurrently_each_result_on_its_own_row() {
+    let env = Env::without_topology().await;
+    const EVENTS: usize = 4;
+    let mut events = Vec::new();
+    for _ in 0..EVENTS {
+        events.push(env.enqueue_order_confirmed().await.event_id);
+    }
+    // Each call waits until all four have started (applied one at a time,
+    // the first would wait alone until its patience ran out); then the
+    // third event fails, and only its row may show it.
+    let doomed = events[2];
+    let handler = Arc::new(Gathering {
+        barrier: tokio::sync::Barrier::new(EVENTS),
+        timeouts: AtomicUsize::new(0),
+        fails: doomed,
+    });
+    let mut publisher = InProcessPublisher::default();
+    publisher.subscribe(&USER_ORDER_EVENTS, handler.clone());
+
+    let published = env.relay_through(Arc::new(publisher)).relay_once().await.expect("relay");
+    assert_eq!(handler.timeouts.load(Ordering::SeqCst), 0, "every call met the other three");
+    assert_eq!(published, EVENTS - 1, "one pass applied every event but the failing one");
+    for id in &events {
+        let row = env.outbox_row(*id).await;
+        if *id == doomed {
+            assert!(!row.published && row.attempts == 1 && row.last_error.is_some(), "{row:?}");
+        } else {
+            assert!(row.published && row.attempts == 0, "{row:?}");
+        }
+    }
+    env.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Support
 // ---------------------------------------------------------------------------
@@ -751,6 +785,33 @@ fn relay_passes(area: &str, claimed: &str) -> f64 {
 
 /// A handler that applies an effect once per event (through the inbox) and
 /// can be told to fail for chosen events.
+/// A handler whose calls each wait for all the others of a batch to start
+/// (for at most [`PATIENCE`]; a call that waited in vain fails transiently),
+/// then fail permanently for one event.
+struct Gathering {
+    barrier: tokio::sync::Barrier,
+    timeouts: AtomicUsize,
+    fails: Uuid,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Gathering {
+    fn consumer(&self) -> &'static str {
+        "gathering"
+    }
+
+    async fn handle(&self, event: Envelope<Value>) -> Result<(), HandleError> {
+        if tokio::time::timeout(PATIENCE, self.barrier.wait()).await.is_err() {
+            self.timeouts.fetch_add(1, Ordering::SeqCst);
+            return Err(HandleError::Transient(anyhow::anyhow!("the other calls never came")));
+        }
+        if event.event_id == self.fails {
+            return Err(HandleError::Permanent(anyhow::anyhow!("this event can never be applied")));
+        }
+        Ok(())
+    }
+}
+
 struct Scripted {
     pool: PgPool,
     /// Always fails permanently for this event.
