@@ -545,12 +545,15 @@ async fn delivered_in_process_the_events_of_one_pass_are_applied_concurrently_ea
     }
     // Each call waits until all four have started (applied one at a time,
     // the first would wait alone until its patience ran out); then the
-    // third event fails, and only its row may show it.
-    let doomed = events[2];
+    // first event fails, after the other three have succeeded: it finishes
+    // last, and only its row may show it.
+    let doomed = events[0];
     let handler = Arc::new(Gathering {
         barrier: tokio::sync::Barrier::new(EVENTS),
         timeouts: AtomicUsize::new(0),
         fails: doomed,
+        succeeded: tokio::sync::watch::Sender::new(0),
+        barrier_size: EVENTS,
     });
     let mut publisher = InProcessPublisher::default();
     publisher.subscribe(&USER_ORDER_EVENTS, handler.clone());
@@ -783,15 +786,18 @@ fn relay_passes(area: &str, claimed: &str) -> f64 {
         .map_or(0.0, |n| n.trim().parse().expect("a number"))
 }
 
-/// A handler that applies an effect once per event (through the inbox) and
-/// can be told to fail for chosen events.
 /// A handler whose calls each wait for all the others of a batch to start
-/// (for at most [`PATIENCE`]; a call that waited in vain fails transiently),
-/// then fail permanently for one event.
+/// (for at most [`PATIENCE`]; a call that waited in vain fails transiently);
+/// then the call for `fails` waits for all the others to succeed and fails
+/// permanently.
 struct Gathering {
     barrier: tokio::sync::Barrier,
     timeouts: AtomicUsize,
     fails: Uuid,
+    /// Calls that succeeded so far.
+    succeeded: tokio::sync::watch::Sender<usize>,
+    /// Calls in the batch.
+    barrier_size: usize,
 }
 
 #[async_trait::async_trait]
@@ -805,13 +811,21 @@ impl EventHandler for Gathering {
             self.timeouts.fetch_add(1, Ordering::SeqCst);
             return Err(HandleError::Transient(anyhow::anyhow!("the other calls never came")));
         }
-        if event.event_id == self.fails {
-            return Err(HandleError::Permanent(anyhow::anyhow!("this event can never be applied")));
+        if event.event_id != self.fails {
+            self.succeeded.send_modify(|n| *n += 1);
+            return Ok(());
         }
-        Ok(())
+        let others = self.barrier_size - 1;
+        let mut succeeded = self.succeeded.subscribe();
+        if tokio::time::timeout(PATIENCE, succeeded.wait_for(|n| *n >= others)).await.is_err() {
+            self.timeouts.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(HandleError::Permanent(anyhow::anyhow!("this event can never be applied")))
     }
 }
 
+/// A handler that applies an effect once per event (through the inbox) and
+/// can be told to fail for chosen events.
 struct Scripted {
     pool: PgPool,
     /// Always fails permanently for this event.

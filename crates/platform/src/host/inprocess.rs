@@ -20,8 +20,9 @@
 //! redelivers, and the RabbitMQ consumer applies its prefetch at once).
 //! One at a time, a pass took as long as its events' transactions
 //! together, and near the monolith's peak its events waited seconds
-//! (measured at 700 rps: the order area's relay delay averaged 2.0 s, p99
-//! under 5 s; four at a time, 69 and 79 ms; `docs/loadtest/ab-2026-12-06/`).
+//! (measured at 700 rps in runs that shed requests: the order area's relay
+//! delay averaged 2.0 s one at a time, 79 and 69 ms four at a time;
+//! `docs/loadtest/ab-2026-12-06/inprocess-delivery/relay-delay.md`).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -35,9 +36,13 @@ use crate::{
     outbox::{Delivery, OutboxMessage, Publisher},
 };
 
-/// Events of one relay pass applied at once, at most: half of an area's
-/// pool (the monolith's are 8 connections), so the requests being served
-/// still find connections while a pass's handlers hold theirs.
+/// Events of one relay pass applied at once, at most: a fixed 4, half of
+/// the monolith's default pool of 8 connections per area, so the requests
+/// being served still find connections while a pass's handlers hold
+/// theirs. (A smaller pool, `MONOLITH_DB_MAX_CONNECTIONS`, leaves them
+/// fewer; nothing deadlocks: a relay's transaction is on its own area's
+/// pool and its handlers' on the subscribing areas', each handler holds one
+/// connection and waits for nothing else, and a pool acquire is bounded.)
 pub const CONCURRENCY: usize = 4;
 
 /// Event type → the handlers subscribed to it.
@@ -94,9 +99,14 @@ impl InProcessPublisher {
 #[async_trait::async_trait]
 impl Publisher for InProcessPublisher {
     async fn publish(&self, batch: &[OutboxMessage]) -> Vec<Delivery> {
-        // Futures do nothing until polled: `buffered` runs `CONCURRENCY` of
-        // them at a time and keeps the batch's order in the results.
-        let deliveries: Vec<_> = batch.iter().map(|msg| self.deliver(msg)).collect();
-        stream::iter(deliveries).buffered(CONCURRENCY).collect().await
+        // Futures do nothing until polled: up to `CONCURRENCY` run at once,
+        // a finished one making room for the next whatever its place (a
+        // slow event holds up no other), and each result goes back to its
+        // message's place in the batch.
+        let deliveries: Vec<_> =
+            batch.iter().enumerate().map(|(i, msg)| async move { (i, self.deliver(msg).await) }).collect();
+        let mut done: Vec<(usize, Delivery)> = stream::iter(deliveries).buffer_unordered(CONCURRENCY).collect().await;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, delivery)| delivery).collect()
     }
 }
