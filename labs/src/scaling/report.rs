@@ -317,9 +317,14 @@ fn latency_chart(run: &BuildRun, slo_ms: f64) -> String {
     })
 }
 
-/// The lowest mean CPU time of the speed probe's unit of work in any step.
-fn fastest_unit_us(results: &Results) -> Option<f64> {
-    results.runs.iter().flat_map(|r| &r.points).flat_map(|p| &p.steps).filter_map(|s| s.unit_us).min_by(f64::total_cmp)
+/// The lowest and the highest mean CPU time of the speed probe's unit of
+/// work in any step.
+fn unit_range(results: &Results) -> Option<(f64, f64)> {
+    let means = results.runs.iter().flat_map(|r| &r.points).flat_map(|p| &p.steps).filter_map(|s| s.unit_us);
+    means.fold(None, |range, us| match range {
+        None => Some((us, us)),
+        Some((lo, hi)) => Some((f64::min(lo, us), f64::max(hi, us))),
+    })
 }
 
 /// `1.23×`: how much longer the probe's unit of work took in the step than
@@ -418,7 +423,8 @@ fn two_cores(results: &Results) -> Section {
         "machine total",
         "machine's slowness",
     ]);
-    let fastest = fastest_unit_us(results);
+    let range = unit_range(results);
+    let fastest = range.map(|(f, _)| f);
     for run in &results.runs {
         for p in &run.points {
             let Some(step) = p.slo_step() else { continue };
@@ -438,16 +444,9 @@ fn two_cores(results: &Results) -> Section {
         }
     }
     s.table(t);
-    if let Some(fastest) = fastest {
-        let slowest = results
-            .runs
-            .iter()
-            .flat_map(|r| &r.points)
-            .flat_map(|p| &p.steps)
-            .filter_map(|s| s.unit_us)
-            .fold(fastest, f64::max);
+    if let Some((fastest, slowest)) = range {
         s.paragraph(Text::markup(&format!(
-            "A quota is a budget of *time*, and what a replica gets done in it depends on the machine's speed at that moment. On a virtual machine that speed is not fixed: when other guests share the host's cores, caches or power budget, the same instructions take longer, and the guest counts the time as its own CPU time. The lab watches it: a thread of its own times a fixed piece of register-only work about every 50 ms. Its mean per step window ranged from **{fastest:.0} to {slowest:.0} µs** of CPU in this run (**{:.2}×**); *machine's slowness* above is the step's mean against the fastest. A capped replica serves less at the same quota when the machine is slow, so figures measured minutes apart differ for nothing in the code.",
+            "A quota is a budget of *time*, and what a replica gets done in it depends on the machine's speed at that moment. On a virtual machine that speed is not fixed: when other guests share the host's cores, caches or power budget, the same instructions take longer, and the guest counts the time as its own CPU time. The lab watches it: a thread of its own times a fixed piece of arithmetic (no data beyond its stack) about every 50 ms, on the same cores as the load, so it sees the lab's own load as well as the host's. Its mean per step window ranged from **{fastest:.0} to {slowest:.0} µs** of CPU in this run (**{:.2}×**); *machine's slowness* above is the step's mean against the fastest. A capped replica serves less at the same quota when the machine is slow, so figures measured minutes apart differ for nothing in the code.",
             slowest / fastest
         )));
     }
@@ -503,6 +502,7 @@ pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &st
     doc.push(charts);
     doc.push(footprint(results));
     doc.push(two_cores(results));
+    let fastest = unit_range(results).map(|(f, _)| f);
     for run in &results.runs {
         let mut s = Section::new(format!("{}: every step", run.scaled)).shown(Shown::Folded);
         s.chart(format!("{}: p99 against offered load", run.scaled), latency_chart(run, results.slo_p99_ms));
@@ -514,7 +514,7 @@ pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &st
                 p.quota_in_force,
                 p.rss_mib.iter().map(|m| m.round()).collect::<Vec<_>>()
             )));
-            s.table(steps_table(p, fastest_unit_us(results)));
+            s.table(steps_table(p, fastest));
         }
         doc.push(s);
     }

@@ -5,15 +5,18 @@
 //! 100. What a replica gets done in that time is its capacity, and on a
 //! virtual machine that is not fixed: when other guests share the host's
 //! cores, caches or power budget, the same instructions take longer, and
-//! the guest counts the time as its own CPU time, with no steal reported.
-//! A capped replica then serves less at the same quota, and a figure
-//! measured in one window differs from the next for nothing in the code.
+//! the guest counts the time as its own CPU time (this VM's steal counter
+//! did not move). A capped replica then serves less at the same quota, and
+//! a figure measured in one window differs from the next for nothing in
+//! the code.
 //!
-//! The probe runs a fixed piece of work (integer arithmetic, in registers)
-//! on a thread of its own, about every 50 ms, and records the CPU time each
-//! run took (the thread's CPU clock). Each step's window gets the mean of
-//! the runs inside it; the lowest of the whole run is the machine at its
-//! best. The report puts each point's figures beside the
+//! The probe runs a fixed piece of work (integer arithmetic touching no
+//! data beyond its own stack) on a thread of its own, about every 50 ms,
+//! and records the CPU time each run took (the thread's CPU clock). Each
+//! step's window gets the mean of the runs inside it; the lowest of the
+//! whole run is the machine at its best. The thread runs beside the load
+//! the lab offers, on the same cores, so what it sees includes the lab's
+//! own load as well as the host's. The report puts each point's figures beside the
 //! machine's speed while they were measured.
 
 use std::{
@@ -26,7 +29,7 @@ use std::{
 };
 
 /// Iterations of the work unit: about 0.6 ms of CPU in a debug build (as
-/// CI and the labs run), a tenth of that optimised.
+/// CI and the labs run).
 const UNIT: u64 = 100_000;
 /// Pause between runs: the probe takes about 1 % of one core, and a 5 s
 /// window holds about a hundred runs.
@@ -52,7 +55,7 @@ impl Probe {
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         let Some(before) = thread_cpu_ns() else { return };
-                        std::hint::black_box(work(UNIT));
+                        std::hint::black_box(work(std::hint::black_box(UNIT)));
                         let Some(after) = thread_cpu_ns() else { return };
                         let us = after.saturating_sub(before) as f64 / 1e3;
                         if let Ok(mut runs) = runs.lock() {
@@ -86,8 +89,9 @@ impl Drop for Probe {
     }
 }
 
-/// The work unit: a dependent chain of multiplications and shifts that no
-/// compiler can shorten and no cache miss can lengthen.
+/// The work unit: a dependent chain of multiplications and shifts, on no
+/// data beyond the stack, that no compiler can shorten (its count is
+/// hidden from it).
 fn work(n: u64) -> u64 {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..n {
