@@ -58,7 +58,7 @@ pub struct StepLine {
 }
 
 impl StepLine {
-    fn of(step: &StepResult, (cpu_ms, unit_us): (BTreeMap<String, f64>, Option<f64>)) -> Self {
+    fn of(step: &StepResult, Window { cpu_ms, unit_us }: Window) -> Self {
         Self {
             model: step.model.describe(),
             offered_rps: step.offered_rps,
@@ -197,24 +197,31 @@ fn watch(system: &System, shape: Shape) -> Result<(Watch, Vec<String>)> {
     Ok((w, services))
 }
 
+/// What was watched in a step's window besides the load's own figures.
+#[derive(Debug, Default)]
+struct Window {
+    /// CPU per process name, ms.
+    cpu_ms: BTreeMap<String, f64>,
+    /// The speed probe's mean CPU µs per unit of work.
+    unit_us: Option<f64>,
+}
+
 /// One step, with CPU per process sampled at the edges of its window, and
 /// the machine's speed inside it.
 async fn step(
-    target: &Client,
-    pool: &Arc<UserPool>,
-    catalog: &Arc<Vec<Product>>,
+    load: Load<'_>,
     config: &StepConfig,
     watch: &Watch,
     probe: Option<&Probe>,
-) -> Result<(StepResult, (BTreeMap<String, f64>, Option<f64>))> {
+) -> Result<(StepResult, Window)> {
     let (mut before, mut after) = (None, None);
-    let result = run_step_observed(target, pool.clone(), catalog.clone(), config, |edge| match edge {
+    let result = run_step_observed(load.target, load.pool.clone(), load.catalog.clone(), config, |edge| match edge {
         WindowEdge::Start => before = Some((watch.sample(), Instant::now())),
         WindowEdge::End => after = Some((watch.sample(), Instant::now())),
     })
     .await?;
-    let Some(((b, from), (a, to))) = before.zip(after) else { return Ok((result, (BTreeMap::new(), None))) };
-    Ok((result, (cpu_delta_ms(&b, &a), probe.and_then(|p| p.mean_us(from, to)))))
+    let Some(((b, from), (a, to))) = before.zip(after) else { return Ok((result, Window::default())) };
+    Ok((result, Window { cpu_ms: cpu_delta_ms(&b, &a), unit_us: probe.and_then(|p| p.mean_us(from, to)) }))
 }
 
 /// Where the steps go and whom they act as: the edge, the pool's users
@@ -235,7 +242,7 @@ pub async fn measure(
     seed: u64,
     probe: Option<&Probe>,
 ) -> Result<Point> {
-    let Load { target, pool, catalog } = load;
+    let target = load.target;
     let service = scaled(system.build());
     let (watch, services) = watch(system, shape)?;
     let config = |model: Model, secs: f64| {
@@ -254,8 +261,7 @@ pub async fn measure(
     let mut results: Vec<StepResult> = Vec::new();
     let mut lines = Vec::new();
     let users = (timing.peak_users_per_quarter as f64 * shape.total_cores() / 0.25).round().max(1.0) as usize;
-    let (peak, cpu) =
-        step(target, pool, catalog, &config(Model::Closed { users }, timing.peak_s), &watch, probe).await?;
+    let (peak, cpu) = step(load, &config(Model::Closed { users }, timing.peak_s), &watch, probe).await?;
     // What was served, not what was answered: past the process's in-flight
     // bound a step is answered fast with `503 overloaded`, which is no
     // capacity (a replica resized in place keeps the bound it started with).
@@ -266,7 +272,7 @@ pub async fn measure(
     let prioritised = priority::claim(system, &replicas(service)).await;
     for level in timing.levels {
         let rate = level_rate(peak_rps, *level);
-        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
+        let (r, cpu) = step(load, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
         let missed = !r.meets_slo(SLO_P99_US);
         lines.push(StepLine::of(&r, cpu));
         results.push(r);
@@ -280,7 +286,7 @@ pub async fn measure(
         let Some(rate) = refinement(&refs, SLO_P99_US, 0.04) else { break };
         // Let the queues the failing step left behind drain.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (r, cpu) = step(target, pool, catalog, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
+        let (r, cpu) = step(load, &config(Model::Open { rate }, timing.step_s), &watch, probe).await?;
         lines.push(StepLine::of(&r, cpu));
         results.push(r);
     }
