@@ -31,6 +31,7 @@
 pub mod point;
 pub mod priority;
 pub mod report;
+pub mod rounds;
 pub mod speed;
 
 use std::time::Duration;
@@ -101,7 +102,8 @@ impl Shape {
 /// drifts over a run, in either direction (measured: a quarter-core
 /// monolith read 98 then 79 rps in one run, 75 then 96 in another), weighs
 /// on both shapes alike and cancels out of their ratio, and each figure
-/// averages two short searches.
+/// averages two short searches. That is one round; [`rounds`] decides
+/// whether the run needs another.
 pub fn shapes(quick: bool) -> Vec<Shape> {
     if quick {
         let (one, two) = (Shape { replicas: 1, cores_each: SHARE }, Shape { replicas: 2, cores_each: SHARE });
@@ -189,6 +191,8 @@ pub struct BuildRun {
     pub check: Option<CheckReport>,
     /// Whether the lab's processes ran with raised CPU priority throughout.
     pub priority: bool,
+    /// The quick variant: what each round left known (empty for a full run).
+    pub rounds: Vec<rounds::Round>,
 }
 
 /// Everything the lab measured.
@@ -264,7 +268,8 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing, probe: Option<
             system.set_cpu(ProcessId::new(service, r), 1.0)?;
         }
         let catalog = fetch_catalog(&target).await?;
-        let wallet_cents = wallet_budget(&catalog, timing.orders_per_user(shapes(args.quick).len()));
+        let most_points = shapes(args.quick).len() * if args.quick { rounds::MAX_ROUNDS } else { 1 };
+        let wallet_cents = wallet_budget(&catalog, timing.orders_per_user(most_points));
         let setup = SetupConfig { users: timing.users, wallet_cents, concurrency: 4 };
         let pool = std::sync::Arc::new(UserPool::setup(&target, setup).await.context("setting up the pool")?);
         let catalog = std::sync::Arc::new(catalog);
@@ -275,19 +280,34 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing, probe: Option<
         tokio::time::sleep(Duration::from_secs(5)).await;
         let load = point::Load { target: &target, pool: &pool, catalog: &catalog };
         let mut points = Vec::new();
-        for shape in shapes(args.quick) {
-            prioritised &= reshape(&system, service, shape).await?;
-            say(&format!("  {} {}", service.binary(), shape.describe()));
-            let p = point::measure(&system, load, shape, timing, args.seed, probe).await?;
-            say(&format!(
-                "    throughput at the SLO {:.0} rps (closed-model peak {:.0}), p99 {}, {:.0} MiB resident",
-                p.slo_rps,
-                p.peak_rps,
-                p.slo_p99_ms.map_or("-".into(), |v| format!("{v:.0} ms")),
-                p.scaled_rss_mib()
-            ));
-            prioritised &= p.prioritised;
-            points.push(p);
+        let mut judged = Vec::new();
+        loop {
+            if args.quick {
+                say(&format!("  round {}", judged.len() + 1));
+            }
+            for shape in shapes(args.quick) {
+                prioritised &= reshape(&system, service, shape).await?;
+                say(&format!("  {} {}", service.binary(), shape.describe()));
+                let p = point::measure(&system, load, shape, timing, args.seed, probe).await?;
+                say(&format!(
+                    "    throughput at the SLO {:.0} rps (closed-model peak {:.0}), p99 {}, {:.0} MiB resident",
+                    p.slo_rps,
+                    p.peak_rps,
+                    p.slo_p99_ms.map_or("-".into(), |v| format!("{v:.0} ms")),
+                    p.scaled_rss_mib()
+                ));
+                prioritised &= p.prioritised;
+                points.push(p);
+            }
+            if !args.quick {
+                break;
+            }
+            let round = rounds::judge_points(judged.len() + 1, &points, report::OUT_1_TO_2);
+            say(&format!("    {}", report::describe_round(&round)));
+            judged.push(round);
+            if !rounds::another(&judged) {
+                break;
+            }
         }
         // The check reads every user through the edge: not a measurement,
         // so the replicas get a full core for it (and the queues of the
@@ -307,6 +327,7 @@ async fn run_build(build: Build, args: &LabArgs, timing: &Timing, probe: Option<
             points,
             check: Some(check),
             priority: prioritised,
+            rounds: judged,
         })
     }
     .await;

@@ -16,6 +16,7 @@ use twinshop_loadtest::{
 use super::{
     BuildRun, MAX_REPLICAS, Results, SHARE, Shape, Timing,
     point::{DbFootprint, Point, StepLine},
+    rounds::{self, Round},
 };
 use crate::common::{Checks, LabArgs, LabOutcome, provenance, say, verdict};
 
@@ -75,14 +76,58 @@ fn scaling_check(c: &mut Checks, run: &BuildRun, to: Shape, from: Shape, at_leas
     );
 }
 
-/// `62` for a shape measured once; `60 and 64 (mean 62)` for one measured twice.
+/// `62` for a shape measured once; `60 and 64 (mean 62)` for one measured
+/// twice; `60, 58, 61 and 64 (mean 61)` for more.
 fn measured(run: &BuildRun, shape: Shape) -> String {
     let values: Vec<String> = run.points.iter().filter(|p| p.shape == shape).map(|p| rps(p.slo_rps)).collect();
     match (values.as_slice(), slo_of(run, shape)) {
         ([one], _) => one.clone(),
-        (_, Some(mean)) => format!("{} (mean {})", values.join(" and "), rps(mean)),
+        ([init @ .., last], Some(mean)) => format!("{} and {last} (mean {})", init.join(", "), rps(mean)),
         _ => "-".to_owned(),
     }
+}
+
+/// One line for a round of the quick variant.
+pub fn describe_round(r: &Round) -> String {
+    let (Some(ratio), Some(low), Some(high)) = (r.ratio, r.low, r.high) else {
+        return format!("round {}: one replica met the SLO at no rate: decided", r.round);
+    };
+    let verdict = if low >= r.bound {
+        format!("wholly over {}×: decided", r.bound)
+    } else if high < r.bound {
+        format!("wholly under {}×: decided", r.bound)
+    } else if r.round < rounds::MAX_ROUNDS {
+        format!("{}× inside it: another round", r.bound)
+    } else {
+        format!("{}× inside it after the last round: the ratio itself is judged", r.bound)
+    };
+    format!(
+        "round {}: 1 → 2 replicas {ratio:.2}× over {} and {} searches (interval {low:.2}–{high:.2}×): {verdict}",
+        r.round,
+        r.one.len(),
+        r.two.len()
+    )
+}
+
+/// The quick variant's rounds, for the report.
+fn rounds_section(results: &Results) -> Option<Section> {
+    if results.runs.iter().all(|r| r.rounds.is_empty()) {
+        return None;
+    }
+    let mut s = Section::new("How many rounds the quick run measured");
+    s.paragraph(Text::plain(format!(
+        "A quick run measures one and two replicas in rounds (1, 2, 2, 1 replicas). After each round the ratio of the means of every search so far gets an interval of ±{z} standard errors, from a search's measured spread (the standard deviation of its logarithm, {sd}); if the interval lies wholly over or under the {bound}× bound the verdict is known and the run stops, otherwise it measures another round, {max} at most. The check is the same either way: the ratio of the means of every search must reach {bound}×.",
+        z = rounds::Z,
+        sd = rounds::SEARCH_SD,
+        bound = OUT_1_TO_2,
+        max = rounds::MAX_ROUNDS
+    )));
+    for run in results.runs.iter().filter(|r| !r.rounds.is_empty()) {
+        for r in &run.rounds {
+            s.paragraph(Text::plain(format!("{}: {}.", run.scaled, describe_round(r))));
+        }
+    }
+    Some(s)
 }
 
 /// The lab's assertions.
@@ -500,6 +545,9 @@ pub fn document(results: &Results, checks: &Checks, args: &LabArgs, started: &st
         ),
     );
     doc.push(charts);
+    if let Some(section) = rounds_section(results) {
+        doc.push(section);
+    }
     doc.push(footprint(results));
     doc.push(two_cores(results));
     let fastest = unit_range(results).map(|(f, _)| f);
@@ -584,6 +632,7 @@ pub fn synthetic(scales: bool) -> Results {
             ],
             check: None,
             priority: true,
+            rounds: Vec::new(),
         })
         .collect();
     Results { slo_p99_ms: 100.0, share: SHARE, timing: Timing::new(true), runs, load_before: "synthetic".into() }
@@ -611,6 +660,18 @@ pub fn self_test(args: &LabArgs) -> anyhow::Result<LabOutcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_args() -> LabArgs {
+        LabArgs {
+            builds: crate::common::Builds::Both,
+            quick: true,
+            self_test: true,
+            out: std::env::temp_dir(),
+            bin_dir: "target/debug".into(),
+            seed: 7,
+            command: "lab run scaling".into(),
+        }
+    }
 
     #[test]
     fn results_that_scale_pass_every_check() {
@@ -657,6 +718,42 @@ mod tests {
     }
 
     #[test]
+    fn three_rounds_count_every_search_and_the_report_says_how_each_round_ended() {
+        let mut r = synthetic(true);
+        let run = &mut r.runs[0];
+        let (one, two) = (run.points[0].clone(), run.points[1].clone());
+        let figures = [(50.0, 90.0), (50.0, 78.0), (40.0, 80.0)];
+        run.points = figures
+            .iter()
+            .flat_map(|&(o, t)| {
+                let (mut one, mut two) = (one.clone(), two.clone());
+                one.slo_rps = o;
+                two.slo_rps = t;
+                [one.clone(), two.clone(), two, one]
+            })
+            .collect();
+        let run = &mut r.runs[0];
+        run.rounds = (1..=3).map(|n| rounds::judge_points(n, &run.points[..4 * n], OUT_1_TO_2)).collect();
+        assert!(!run.rounds[0].decided && !run.rounds[2].decided, "{:?}", run.rounds);
+        let c = checks(&r);
+        let out =
+            c.0.iter()
+                .find(|c| c.name.starts_with("order-service: scaling out (1 × 0.25 core → 2"))
+                .expect("the check");
+        // 46.7 → 82.7 rps: 1.77×, judged on all twelve searches.
+        assert_eq!(
+            out.evidence,
+            "50, 50, 50, 50, 40 and 40 (mean 47) → 90, 90, 78, 78, 80 and 80 (mean 83) rps: 1.77×"
+        );
+        assert!(out.passed);
+        let args = test_args();
+        let text = twinshop_loadtest::report::markdown::render(&document(&r, &c, &args, "now", 1.0));
+        assert!(text.contains("round 1: 1 → 2 replicas 1.80× over 2 and 2 searches"), "{text}");
+        assert!(text.contains("round 3: 1 → 2 replicas 1.77× over 6 and 6 searches"), "{text}");
+        assert!(text.contains("after the last round: the ratio itself is judged"), "{text}");
+    }
+
+    #[test]
     fn a_replica_that_is_not_held_to_its_quota_fails_the_bottleneck_check() {
         let mut r = synthetic(true);
         r.runs[0].points[1].quota_in_force = vec![SHARE, 1.0];
@@ -669,15 +766,7 @@ mod tests {
     #[test]
     fn the_report_has_a_row_per_point_and_the_charts() {
         let r = synthetic(true);
-        let args = LabArgs {
-            builds: crate::common::Builds::Both,
-            quick: true,
-            self_test: true,
-            out: std::env::temp_dir(),
-            bin_dir: "target/debug".into(),
-            seed: 7,
-            command: "lab run scaling".into(),
-        };
+        let args = test_args();
         let doc = document(&r, &checks(&r), &args, "now", 1.0);
         let Block::Table(t) = &doc.lead[1] else { panic!("the headline table") };
         assert_eq!(t.rows.len(), 10);
