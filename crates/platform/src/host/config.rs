@@ -17,6 +17,7 @@
 //! | `MIGRATE_ON_START` | `false` | dev convenience: run `migrate` before serving |
 //! | `FAULTS_ENABLED` | `false` | serve the labs' fault flags on the internal port (`platform::faults`); never in a deployment |
 //! | `AMQP_URL` | required (network transport) | RabbitMQ URL (secret) |
+//! | `CONSUMER_CONCURRENCY` | `16` (network transport) | messages each queue's consumer takes at once: RabbitMQ's prefetch, and the handlers running together, each holding one of the pool's connections while it runs ([`crate::amqp::ConsumerSettings`]) |
 //! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address (in `dns` discovery, the name to resolve) |
 //! | `USER_DISCOVERY`, `PAYMENT_DISCOVERY`, `DNS_SERVER`, `ETCD_ENDPOINTS`, `REGISTRY_PREFIX`, `REGISTRY_TTL_SECS`, `ADVERTISE_HOST` | see [`crate::discovery`] | client-side discovery and registration (network transport) |
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use super::Process;
 use crate::{
+    amqp::ConsumerSettings,
     config::{self, ConfigError, PlatformConfig, Secret, Variable},
     http::auth::JwtVerifierConfig,
     outbox::RelaySettings,
@@ -95,6 +97,8 @@ fn cores() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetworkConfig {
     pub amqp_url: Secret<String>,
+    /// `None`: [`ConsumerSettings::default`]'s.
+    pub consumer_concurrency: Option<u16>,
 }
 
 /// The environment of one process: the variables it was started with, read
@@ -133,10 +137,16 @@ impl Env {
                 problem: format!("must be at most {MAX_OUTBOX_MIN_GAP_MS} (events wait up to that long under load)"),
             });
         }
-        let network = match process.transport {
+        let network: Option<NetworkConfig> = match process.transport {
             super::Transport::Network => Some(config::from_vars(process.prefix, vars.clone())?),
             super::Transport::InProcess => None,
         };
+        if network.as_ref().is_some_and(|n| n.consumer_concurrency == Some(0)) {
+            return Err(ConfigError {
+                variable: format!("{}CONSUMER_CONCURRENCY", process.prefix),
+                problem: "must be at least 1 (unset: 16)".into(),
+            });
+        }
         Ok(Self {
             process: common,
             platform: config::from_vars("", vars.clone())?,
@@ -198,6 +208,14 @@ impl Env {
         let defaults = RelaySettings::default();
         let min_gap = self.process.outbox_min_gap_ms.map_or(defaults.min_gap, Duration::from_millis);
         RelaySettings { min_gap, ..defaults }
+    }
+
+    /// How each queue's consumer runs (network transport): the defaults,
+    /// with the configured concurrency.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        let defaults = ConsumerSettings::default();
+        let concurrency = self.network.as_ref().and_then(|n| n.consumer_concurrency).unwrap_or(defaults.concurrency);
+        ConsumerSettings { concurrency, ..defaults }
     }
 
     /// A peer's address: `{prefix}{variable}`.
@@ -277,5 +295,27 @@ mod tests {
         assert_eq!(err.variable, "TEST_OUTBOX_MIN_GAP_MS");
         let err = load(&[("TEST_OUTBOX_MIN_GAP_MS", "soon")]).expect_err("not a number");
         assert_eq!(err.variable, "TEST_OUTBOX_MIN_GAP_MS");
+    }
+
+    #[test]
+    fn the_consumers_concurrency_is_read_in_the_network_transport_and_at_least_one() {
+        const NETWORK: Process = Process { transport: Transport::Network, ..PROCESS };
+        let load = |extra: &[(&str, &str)]| {
+            let base = [
+                ("TEST_DATABASE_URL", "postgres://localhost/test"),
+                ("TEST_AMQP_URL", "amqp://localhost"),
+                ("JWT_PUBLIC_KEY", "unused here"),
+            ];
+            Env::load(&NETWORK, base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())))
+        };
+        let default = load(&[]).expect("defaults load");
+        assert_eq!(default.consumer_settings().concurrency, ConsumerSettings::default().concurrency);
+        let four = load(&[("TEST_CONSUMER_CONCURRENCY", "4")]).expect("loads");
+        assert_eq!(four.consumer_settings().concurrency, 4);
+        let err = load(&[("TEST_CONSUMER_CONCURRENCY", "0")]).expect_err("none at once");
+        assert_eq!(err.variable, "TEST_CONSUMER_CONCURRENCY");
+        let err = load(&[("TEST_CONSUMER_CONCURRENCY", "70000")]).expect_err("beyond a u16");
+        assert_eq!(err.variable, "TEST_CONSUMER_CONCURRENCY");
+        assert!(variables(&NETWORK).expect("variables").iter().any(|v| v.name == "TEST_CONSUMER_CONCURRENCY"));
     }
 }

@@ -16,7 +16,7 @@ use super::{
     inprocess::InProcessPublisher,
 };
 use crate::{
-    amqp::{self, Amqp, AmqpProbe, AmqpPublisher, ConsumerSettings},
+    amqp::{self, Amqp, AmqpProbe, AmqpPublisher},
     db::{self, DbTarget},
     faults::{self, Faults},
     health::{self, Health, PostgresProbe, Probe},
@@ -260,7 +260,7 @@ impl Host {
         if let Some((amqp, topology)) = &self.amqp {
             s.spawn(amqp::declare_until_done(amqp.clone(), topology.clone(), s.clone()));
             for (queue, handler) in self.consumers {
-                s.spawn(amqp::consume(amqp.clone(), queue, handler, ConsumerSettings::default(), s.clone()));
+                s.spawn(amqp::consume(amqp.clone(), queue, handler, self.env.consumer_settings(), s.clone()));
             }
         }
         for task in self.tasks {
