@@ -41,7 +41,8 @@ fn find(run: &BuildRun, replicas: u16, cores_each: f64) -> Option<&Point> {
 }
 
 /// The mean of `value` over the points measured in `shape` (the quick
-/// variant measures each shape twice, A B B A), if any was.
+/// variant measures one and two replicas twice a round, in rounds of 1, 2,
+/// 2, 1), if any was.
 fn mean_of(run: &BuildRun, shape: Shape, value: impl Fn(&Point) -> Option<f64>) -> Option<f64> {
     let values: Vec<f64> = run.points.iter().filter(|p| p.shape == shape).filter_map(value).collect();
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
@@ -90,7 +91,8 @@ fn measured(run: &BuildRun, shape: Shape) -> String {
 /// One line for a round of the quick variant.
 pub fn describe_round(r: &Round) -> String {
     let (Some(ratio), Some(low), Some(high)) = (r.ratio, r.low, r.high) else {
-        return format!("round {}: one replica met the SLO at no rate: decided", r.round);
+        let which = if r.ratio.is_none() { "one replica" } else { "two replicas" };
+        return format!("round {}: {which} met the SLO at no rate: decided", r.round);
     };
     let verdict = if low >= r.bound {
         format!("wholly over {}×: decided", r.bound)
@@ -116,7 +118,7 @@ fn rounds_section(results: &Results) -> Option<Section> {
     }
     let mut s = Section::new("How many rounds the quick run measured");
     s.paragraph(Text::plain(format!(
-        "A quick run measures one and two replicas in rounds (1, 2, 2, 1 replicas). After each round the ratio of the means of every search so far gets an interval of ±{z} standard errors, from a search's measured spread (the standard deviation of its logarithm, {sd}); if the interval lies wholly over or under the {bound}× bound the verdict is known and the run stops, otherwise it measures another round, {max} at most. The check is the same either way: the ratio of the means of every search must reach {bound}×.",
+        "A quick run measures one and two replicas in rounds (1, 2, 2, 1 replicas). After each round the ratio of the means of every search so far gets an interval of ±{z} standard errors, from the spread of one search (the standard deviation of its logarithm: about 0.10 measured, {sd} taken); if the interval lies wholly over or under the {bound}× bound the verdict is known and the run stops, otherwise it measures another round, {max} at most. The check is the same either way: the ratio of the means of every search must reach {bound}×.",
         z = rounds::Z,
         sd = rounds::SEARCH_SD,
         bound = OUT_1_TO_2,
@@ -751,6 +753,14 @@ mod tests {
         assert!(text.contains("round 1: 1 → 2 replicas 1.80× over 2 and 2 searches"), "{text}");
         assert!(text.contains("round 3: 1 → 2 replicas 1.77× over 6 and 6 searches"), "{text}");
         assert!(text.contains("after the last round: the ratio itself is judged"), "{text}");
+    }
+
+    #[test]
+    fn a_round_where_a_shape_met_the_slo_at_no_rate_names_that_shape() {
+        let none_for_one = describe_round(&rounds::judge(1, &[0.0, 0.0], &[60.0, 70.0], OUT_1_TO_2));
+        assert_eq!(none_for_one, "round 1: one replica met the SLO at no rate: decided");
+        let none_for_two = describe_round(&rounds::judge(1, &[40.0, 50.0], &[0.0, 0.0], OUT_1_TO_2));
+        assert_eq!(none_for_two, "round 1: two replicas met the SLO at no rate: decided");
     }
 
     #[test]

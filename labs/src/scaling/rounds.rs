@@ -44,16 +44,21 @@ pub const MAX_ROUNDS: usize = 3;
 pub struct Round {
     /// 1 for the first round.
     pub round: usize,
-    /// Every search's figure so far, rps: one replica, two replicas.
+    /// Every search's figure so far with one replica, rps.
     pub one: Vec<f64>,
+    /// Every search's figure so far with two replicas, rps.
     pub two: Vec<f64>,
-    /// The ratio of their means (none if one replica met the SLO at no rate).
+    /// The ratio of their means: none if one replica met the SLO at no
+    /// rate, 0 if two replicas met it at none.
     pub ratio: Option<f64>,
-    /// The interval around it.
+    /// The interval's low end (none when the ratio is none or 0).
     pub low: Option<f64>,
+    /// The interval's high end (likewise).
     pub high: Option<f64>,
-    /// The interval lies wholly on one side of `bound`.
+    /// The interval lies wholly on one side of `bound` (or a shape met
+    /// the SLO at no rate).
     pub decided: bool,
+    /// The ratio the check asks for.
     pub bound: f64,
 }
 
@@ -138,8 +143,10 @@ mod tests {
     }
 
     #[test]
-    fn one_replica_meeting_the_slo_at_no_rate_decides() {
+    fn a_shape_meeting_the_slo_at_no_rate_decides() {
         let r = judge(1, &[0.0, 0.0], &[60.0, 70.0], 1.6);
         assert!(r.decided && r.ratio.is_none(), "{r:?}");
+        let r = judge(1, &[40.0, 50.0], &[0.0, 0.0], 1.6);
+        assert!(r.decided && r.ratio == Some(0.0), "{r:?}");
     }
 }

@@ -21,7 +21,7 @@
 //! | `USER_SERVICE_URL`, `PAYMENT_GRPC_URL` | required where an area needs that link (network transport) | a peer's internal address (in `dns` discovery, the name to resolve) |
 //! | `USER_DISCOVERY`, `PAYMENT_DISCOVERY`, `DNS_SERVER`, `ETCD_ENDPOINTS`, `REGISTRY_PREFIX`, `REGISTRY_TTL_SECS`, `ADVERTISE_HOST` | see [`crate::discovery`] | client-side discovery and registration (network transport) |
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, num::NonZeroU16, time::Duration};
 
 use serde::{Deserialize, de::DeserializeOwned};
 
@@ -97,8 +97,8 @@ fn cores() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetworkConfig {
     pub amqp_url: Secret<String>,
-    /// `None`: [`ConsumerSettings::default`]'s.
-    pub consumer_concurrency: Option<u16>,
+    /// `None`: [`ConsumerSettings::default`]'s; never zero.
+    pub consumer_concurrency: Option<NonZeroU16>,
 }
 
 /// The environment of one process: the variables it was started with, read
@@ -137,16 +137,10 @@ impl Env {
                 problem: format!("must be at most {MAX_OUTBOX_MIN_GAP_MS} (events wait up to that long under load)"),
             });
         }
-        let network: Option<NetworkConfig> = match process.transport {
+        let network = match process.transport {
             super::Transport::Network => Some(config::from_vars(process.prefix, vars.clone())?),
             super::Transport::InProcess => None,
         };
-        if network.as_ref().is_some_and(|n| n.consumer_concurrency == Some(0)) {
-            return Err(ConfigError {
-                variable: format!("{}CONSUMER_CONCURRENCY", process.prefix),
-                problem: "must be at least 1 (unset: 16)".into(),
-            });
-        }
         Ok(Self {
             process: common,
             platform: config::from_vars("", vars.clone())?,
@@ -214,7 +208,8 @@ impl Env {
     /// with the configured concurrency.
     pub fn consumer_settings(&self) -> ConsumerSettings {
         let defaults = ConsumerSettings::default();
-        let concurrency = self.network.as_ref().and_then(|n| n.consumer_concurrency).unwrap_or(defaults.concurrency);
+        let configured = self.network.as_ref().and_then(|n| n.consumer_concurrency);
+        let concurrency = configured.map_or(defaults.concurrency, NonZeroU16::get);
         ConsumerSettings { concurrency, ..defaults }
     }
 

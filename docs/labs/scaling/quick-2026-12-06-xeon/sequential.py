@@ -4,7 +4,7 @@ really scales: the rounds of labs/src/scaling/rounds.rs against one round.
 
 A run's searches are drawn as the committed runs measured them: each
 search's figure is the shape's true throughput times exp(N(0, sd)), sd the
-spread measured between two searches of one shape in one run (0.105 on the
+spread measured between two searches of one shape in one run (0.104 on the
 EPYC VM of ../quick-2026-12-06, the larger of the two machines). The rule is
 the lab's: after each round of 1, 2, 2, 1 replicas the ratio of the means
 of every search so far gets the interval ratio * exp(+-Z * SEARCH_SD *
@@ -16,7 +16,7 @@ import math
 import random
 
 BOUND, SEARCH_SD, Z, MAX_ROUNDS = 1.6, 0.12, 1.645, 3  # as in rounds.rs
-TRUE_SD = 0.105  # measured, ../quick-2026-12-06
+TRUE_SD = 0.104  # measured on the EPYC VM of ../quick-2026-12-06 (16 pairs)
 RUNS = 200_000
 
 
