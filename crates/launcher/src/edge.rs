@@ -191,10 +191,11 @@ pub fn render_internal(config: &EdgeConfig, prefix: &Path, members: &BTreeMap<Pr
     let p = prefix.display();
     let mut conf = format!(
         "# The launcher's internal balancer: order reaches several user or payment replicas here.\n\
-         pid {p}/nginx.pid;\nerror_log stderr warn;\nworker_processes 1;\n\n\
+         pid {p}/nginx.pid;\nerror_log stderr warn;\nworker_processes 1;\nworker_shutdown_timeout {shutdown}s;\n\n\
          events {{\n    worker_connections 1024;\n}}\n\n\
          http {{\n    access_log off;\n    client_body_temp_path {p}/client_body;\n    proxy_temp_path {p}/proxy;\n\
-         \x20   fastcgi_temp_path {p}/fastcgi;\n    uwsgi_temp_path {p}/uwsgi;\n    scgi_temp_path {p}/scgi;\n"
+         \x20   fastcgi_temp_path {p}/fastcgi;\n    uwsgi_temp_path {p}/uwsgi;\n    scgi_temp_path {p}/scgi;\n",
+        shutdown = crate::nginx::WORKER_SHUTDOWN_TIMEOUT.as_secs()
     );
     for balancer in &config.internal {
         conf.push_str(&internal_block(balancer, &upstream_value(&servers(members, balancer.service, true))));

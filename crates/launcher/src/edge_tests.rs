@@ -73,6 +73,17 @@ fn internal_balancers_use_grpc_for_payment_and_http_for_user() {
 }
 
 #[test]
+fn both_nginx_configurations_bound_how_long_an_old_worker_may_drain() {
+    let directive = format!("\nworker_shutdown_timeout {}s;\n", crate::nginx::WORKER_SHUTDOWN_TIMEOUT.as_secs());
+    let members = BTreeMap::from([(ProcessId::new(Service::Payment, 1), member("127.0.0.1:2", "10.88.1.3:12", true))]);
+    let config = config(Build::Microservices, vec![InternalBalancer { service: Service::Payment, port: 20001 }]);
+    let (_, main) = render(&config, Path::new("/p"), &members).expect("render");
+    assert!(main.contains(&directive), "the edge's main configuration:\n{main}");
+    let internal = render_internal(&config, Path::new("/b"), &members);
+    assert!(internal.contains(&directive), "the internal balancer's:\n{internal}");
+}
+
+#[test]
 fn the_storefront_is_served_from_a_world_readable_copy_when_the_workers_are_nobody() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = std::env::temp_dir().join(format!("twinshop-edge-copy-{}", std::process::id()));

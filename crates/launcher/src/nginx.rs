@@ -4,6 +4,14 @@
 //! balancer (order → several user or payment replicas, as kube-proxy is to a
 //! Service) are two such instances, so killing one is not killing the other.
 //!
+//! Every configuration the launcher renders bounds how long an old worker
+//! may keep its connections after a reload or a graceful stop
+//! ([`WORKER_SHUTDOWN_TIMEOUT`], nginx's `worker_shutdown_timeout`), as a
+//! pod's grace period bounds its drain: without it, one connection that
+//! stays busy (a request hanging on an upstream, an HTTP/2 client that
+//! keeps a stream open) keeps the old worker, and a reload, waiting for
+//! as long as it lasts. A CI run of the rollout lab once waited 60 s.
+//!
 //! The prefix directory is world-traversable and the temp folders belong to
 //! the worker user: with a 0700 prefix, bodies between 16 and 64 KiB (which
 //! nginx buffers to disk) failed with a 500 because the worker (`nobody`)
@@ -23,6 +31,14 @@ use crate::{
     processes::{ProcessSpec, Readiness, Signal, children, is_alive, kill_tree, signal},
     supervisor::{RestartPolicy, Supervisor},
 };
+
+/// How long an old worker may finish its requests after a reload or a
+/// graceful stop before nginx closes what it still holds: longer than any
+/// request of ours may take (the services' deadlines are a few seconds).
+pub const WORKER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long after its SIGHUP the master has to start the new workers.
+const NEW_WORKERS_WITHIN: Duration = Duration::from_secs(10);
 
 /// Configuration files to write into the prefix: `(file name, text)`;
 /// `nginx.conf` is the main one.
@@ -132,7 +148,11 @@ impl Nginx {
     }
 
     /// Writes `files`, validates them, SIGHUPs the master and returns once
-    /// every old worker has exited (each finishes its in-flight requests first).
+    /// every old worker has exited (each finishes its in-flight requests
+    /// first, for at most [`WORKER_SHUTDOWN_TIMEOUT`] when the
+    /// configuration sets it). Fails when the master starts no new workers
+    /// (the reload did not take: its log says why) or when an old worker
+    /// outlives that bound by 10 s.
     pub async fn reload(&self, files: &Files) -> Result<Duration> {
         write(&self.prefix, files)?;
         validate(&self.binary, &self.prefix).await?;
@@ -140,9 +160,32 @@ impl Nginx {
         let old = children(master);
         signal(master, Signal::HUP).with_context(|| format!("signalling {} to reload", self.name))?;
         let started = Instant::now();
-        while old.iter().any(|&pid| is_alive(pid)) {
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("{}'s old workers still run 60 s after the reload", self.name);
+        // The master starts the new workers before it tells the old ones to quit.
+        while !children(master).iter().any(|pid| !old.contains(pid)) {
+            if started.elapsed() > NEW_WORKERS_WITHIN {
+                bail!(
+                    "{} started no new workers within {} s of the SIGHUP: the reload did not take (see its log)",
+                    self.name,
+                    NEW_WORKERS_WITHIN.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let limit = WORKER_SHUTDOWN_TIMEOUT + Duration::from_secs(10);
+        loop {
+            let running: Vec<u32> = old.iter().copied().filter(|&pid| is_alive(pid)).collect();
+            if running.is_empty() {
+                break;
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "{}'s old workers {running:?} still run {} s after the reload (holding {} sockets), \
+                     past the {} s they may take to finish",
+                    self.name,
+                    limit.as_secs(),
+                    running.iter().map(|&pid| sockets(pid)).sum::<usize>(),
+                    WORKER_SHUTDOWN_TIMEOUT.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -182,6 +225,14 @@ impl Nginx {
         let _ = std::fs::remove_dir_all(&self.prefix);
         Ok(())
     }
+}
+
+/// How many sockets process `pid` holds open (for a stuck worker's error).
+fn sockets(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+        .count()
 }
 
 /// The launcher pid in a prefix name `twinshop-<name>-l<pid>-<random>`.
