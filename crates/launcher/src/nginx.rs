@@ -162,6 +162,9 @@ impl Nginx {
         let started = Instant::now();
         // The master starts the new workers before it tells the old ones to quit.
         while !children(master).iter().any(|pid| !old.contains(pid)) {
+            if !is_alive(master) {
+                bail!("{}'s master exited during the reload (see its log)", self.name);
+            }
             if started.elapsed() > NEW_WORKERS_WITHIN {
                 bail!(
                     "{} started no new workers within {} s of the SIGHUP: the reload did not take (see its log)",
@@ -173,14 +176,16 @@ impl Nginx {
         }
         let limit = WORKER_SHUTDOWN_TIMEOUT + Duration::from_secs(10);
         loop {
-            let running: Vec<u32> = old.iter().copied().filter(|&pid| is_alive(pid)).collect();
+            // Still the master's children: a pid reused by another process is not an old worker.
+            let now = children(master);
+            let running: Vec<u32> = old.iter().copied().filter(|pid| now.contains(pid) && is_alive(*pid)).collect();
             if running.is_empty() {
                 break;
             }
             if started.elapsed() > limit {
                 bail!(
-                    "{}'s old workers {running:?} still run {} s after the reload (holding {} sockets), \
-                     past the {} s they may take to finish",
+                    "{}'s old workers {running:?} still run {} s after the reload (holding {} sockets, their \
+                     channels to the master included), past the worker_shutdown_timeout the launcher renders ({} s)",
                     self.name,
                     limit.as_secs(),
                     running.iter().map(|&pid| sockets(pid)).sum::<usize>(),

@@ -66,7 +66,6 @@ async fn a_reload_with_a_request_hanging_in_the_old_worker_ends_when_the_drain_b
     .await
     .expect("nginx starts");
     let master = nginx.supervisor().pid().expect("master");
-    let old_workers = children(master);
 
     let request = tokio::spawn(async move {
         let client = reqwest::Client::new();
@@ -77,16 +76,22 @@ async fn a_reload_with_a_request_hanging_in_the_old_worker_ends_when_the_drain_b
         assert!(waiting.elapsed() < Duration::from_secs(10), "nginx never passed the request on");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let old_workers = children(master);
+    assert!(!old_workers.is_empty(), "the worker holding the request");
 
     let files = render(nginx.prefix()).expect("render");
     let drained = nginx.reload(&files).await.expect("the reload returns once the old worker is gone");
     assert!(old_workers.iter().all(|&pid| !twinshop_launcher::processes::is_alive(pid)), "old workers gone");
     assert!(
-        drained >= Duration::from_secs(1),
-        "the old worker kept the hanging request for its bound first, {drained:?}"
+        drained >= Duration::from_secs(1) && drained < Duration::from_secs(10),
+        "the old worker kept the hanging request for its bound (1 s), then exited: {drained:?}"
     );
     let answer = request.await.expect("request task");
-    // nginx closed the client's connection (or answered 502): the request ended, long before its 120 s.
-    assert!(answer.as_ref().map_or(true, |r| r.status().is_server_error()), "{answer:?}");
+    // nginx closed the client's connection (or answered 502): the request
+    // ended with the old worker, not by the client's own 120 s timeout.
+    match &answer {
+        Ok(response) => assert!(response.status().is_server_error(), "{answer:?}"),
+        Err(e) => assert!(!e.is_timeout(), "{e:?}"),
+    }
     nginx.stop(Duration::from_secs(2)).await.expect("stop");
 }
