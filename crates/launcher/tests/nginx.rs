@@ -3,12 +3,14 @@
 //! holds, and the reload returns instead of waiting as long as the
 //! request would (the rollout lab once waited 60 s in CI).
 
+mod common;
+
 use std::{
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use twinshop_launcher::{
@@ -71,11 +73,10 @@ async fn a_reload_with_a_request_hanging_in_the_old_worker_ends_when_the_drain_b
         let client = reqwest::Client::new();
         client.get(format!("http://127.0.0.1:{port}/slow")).timeout(Duration::from_secs(120)).send().await
     });
-    let waiting = Instant::now();
-    while accepted.load(Ordering::SeqCst) == 0 {
-        assert!(waiting.elapsed() < Duration::from_secs(10), "nginx never passed the request on");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually("nginx passes the request on", Duration::from_secs(10), || async {
+        accepted.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let old_workers = children(master);
     assert!(!old_workers.is_empty(), "the worker holding the request");
 

@@ -16,7 +16,7 @@ use twinshop_loadtest::{
 use super::{
     BuildRun, MAX_REPLICAS, Results, SHARE, Shape, Timing,
     point::{DbFootprint, Point, StepLine},
-    rounds::{self, Round},
+    rounds::{self, Round, ratio},
 };
 use crate::common::{Checks, LabArgs, LabOutcome, provenance, say, verdict};
 
@@ -45,17 +45,12 @@ fn find(run: &BuildRun, replicas: u16, cores_each: f64) -> Option<&Point> {
 /// 2, 1), if any was.
 fn mean_of(run: &BuildRun, shape: Shape, value: impl Fn(&Point) -> Option<f64>) -> Option<f64> {
     let values: Vec<f64> = run.points.iter().filter(|p| p.shape == shape).filter_map(value).collect();
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    rounds::mean(&values)
 }
 
 /// The throughput at the SLO of `shape`: the mean of its points.
 fn slo_of(run: &BuildRun, shape: Shape) -> Option<f64> {
     mean_of(run, shape, |p| Some(p.slo_rps))
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    let (a, b) = (a?, b?);
-    (b > 0.0).then(|| a / b)
 }
 
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {

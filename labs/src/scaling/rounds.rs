@@ -62,14 +62,21 @@ pub struct Round {
     pub bound: f64,
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
+/// The mean of `values`, if there are any.
+pub(crate) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// `a / b`, when both are known and `b` is above zero.
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0).then(|| a / b)
 }
 
 /// Where the ratio of two replicas' throughput at the SLO to one's stands
 /// after `round` rounds, given every search's figure so far.
 pub fn judge(round: usize, one: &[f64], two: &[f64], bound: f64) -> Round {
-    let ratio = mean(two).zip(mean(one)).and_then(|(t, o)| (o > 0.0).then(|| t / o));
+    let ratio = ratio(mean(two), mean(one));
     let (low, high, decided) = match ratio {
         // A shape that met the SLO at no rate is not noise near the bound.
         None | Some(0.0) => (None, None, true),
